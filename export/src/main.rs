@@ -1,0 +1,94 @@
+//! `ldmae-export`: trained checkpoints → ldmae weight packs.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ldmae::PackDtype;
+use ldmae::checkpoint::{self, VmaeOverrides};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ldmae-export", version, about = "Convert VMAE / LightningDiT checkpoints into ldmae weight packs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dtype {
+    F16,
+    F32,
+}
+
+impl From<Dtype> for PackDtype {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::F16 => PackDtype::F16,
+            Dtype::F32 => PackDtype::F32,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`).
+    Vmae {
+        checkpoint: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Encoder attention heads (not visible in the weights; default width/16).
+        #[arg(long)]
+        heads: Option<usize>,
+        /// Decoder attention heads (default width/16).
+        #[arg(long)]
+        decoder_heads: Option<usize>,
+    },
+    /// Convert a LightningDiT checkpoint (its `ema` weights) with its `latents_stats.pt`.
+    Dit {
+        checkpoint: PathBuf,
+        #[arg(long)]
+        stats: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+    },
+}
+
+fn write(path: &Path, bytes: &[u8]) -> ldmae::Result<()> {
+    std::fs::write(path, bytes).map_err(|e| ldmae::Error::io(path, e))
+}
+
+fn run(cli: Cli) -> ldmae::Result<()> {
+    let (output, bytes) = match cli.command {
+        Command::Vmae { checkpoint, output, dtype, heads, decoder_heads } => {
+            let o = VmaeOverrides { heads, decoder_heads };
+            (output, checkpoint::convert_vmae(&checkpoint, dtype.into(), o)?)
+        }
+        Command::Dit { checkpoint, stats, output, dtype } => {
+            (output, checkpoint::convert_dit(&checkpoint, &stats, dtype.into())?)
+        }
+    };
+    write(&output, &bytes)?;
+    let pack = ldmae::Pack::from_bytes(&bytes)?;
+    eprintln!(
+        "wrote {} ({} pack, {} tensors, {} parameters, {})",
+        output.display(),
+        pack.model.kind(),
+        pack.tensor_shapes().count(),
+        pack.num_elements(),
+        pack.dtype.as_str()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! `ldmae`: encode, decode and sample with VMAE / LightningDiT weight packs.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ldmae::image::{self, RgbImage};
+use ldmae::pack::PackModel;
+use ldmae::{Dit, Error, Pack, Result, SamplerConfig, Vmae, device, noise, npy, sampler};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ldmae", version, about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode a PNG into a latent `.npy` (float32 NCHW): the posterior mean unless `--sample`.
+    Encode {
+        #[arg(long)]
+        vmae: PathBuf,
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write a posterior sample (mean + std · noise) instead of the mean.
+        #[arg(long)]
+        sample: bool,
+        /// Seed of the posterior noise (with `--sample`).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the raw posterior parameters (mean channels, then clamped log-variance).
+        #[arg(long, conflicts_with = "sample")]
+        params: bool,
+    },
+    /// Decode a latent `.npy` `[B, C, h, w]` to a PNG (B images side by side).
+    Decode {
+        #[arg(long)]
+        vmae: PathBuf,
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the float pixels before the uint8 conversion, `[B, 3, H, W]`.
+        #[arg(long)]
+        raw: Option<PathBuf>,
+    },
+    /// Generate images of the given classes; writes one PNG with the images side by side in
+    /// class order.
+    Sample {
+        #[arg(long)]
+        dit: PathBuf,
+        #[arg(long)]
+        vmae: PathBuf,
+        /// Class labels, comma separated.
+        #[arg(long = "class", value_delimiter = ',', required = true)]
+        classes: Vec<usize>,
+        /// Network evaluations (Euler steps); the official 250-point grid is 249 steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Time shift s of t' = s·t / (1 + (s−1)·t); 0 disables it.
+        #[arg(long)]
+        shift: Option<f32>,
+        /// Classifier-free guidance scale (on when above 1).
+        #[arg(long)]
+        cfg: Option<f32>,
+        /// Guidance only from this time on (0 = always).
+        #[arg(long)]
+        cfg_interval: Option<f32>,
+        /// Guided latent channels, comma separated (official: 0,1,2).
+        #[arg(long, value_delimiter = ',')]
+        cfg_channels: Option<Vec<usize>>,
+        /// Seed of the initial noise.
+        #[arg(long, default_value_t = 0, conflicts_with = "noise")]
+        seed: u64,
+        /// Initial noise `[B, C, h, w]` as `.npy` (e.g. from PyTorch), one per class.
+        #[arg(long)]
+        noise: Option<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the de-normalised latent that is decoded.
+        #[arg(long)]
+        latent: Option<PathBuf>,
+    },
+    /// Describe a weight pack, a `.npy` file or a PyTorch checkpoint.
+    Info { file: PathBuf },
+}
+
+fn load_vmae(path: &Path, device: &Device) -> Result<Vmae> {
+    Vmae::load(&Pack::from_file(path)?, device)
+}
+
+fn npy_tensor(path: &Path, device: &Device, what: &'static str) -> Result<Tensor<4>> {
+    let a = npy::read(path)?;
+    let shape: [usize; 4] = a.shape.clone().try_into().map_err(|_| Error::InputShape {
+        what,
+        expected: "a 4-D NCHW array".into(),
+        found: a.shape.clone(),
+    })?;
+    if a.data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite { what });
+    }
+    Ok(Tensor::from_data(TensorData::new(a.data, shape), device))
+}
+
+fn write_npy(path: &Path, t: Tensor<4>, what: &'static str) -> Result<()> {
+    let dims = t.dims();
+    npy::write(path, &dims, &image::tensor_values(t, what)?)
+}
+
+fn write_images(path: &Path, pixels: Tensor<4>) -> Result<()> {
+    let images = image::tensor_to_images(pixels)?;
+    image::write_png(path, &image::horizontal_strip(&images)?)
+}
+
+fn progress_bar(total: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} [{elapsed} < {eta}]") {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = device::cpu();
+    match cli.command {
+        Command::Encode { vmae, input, output, sample, seed, params } => {
+            let vmae = load_vmae(&vmae, &device)?;
+            let img: RgbImage = image::read_png(&input)?;
+            let x = image::images_to_tensor(&[img], &device)?;
+            let latent = if params {
+                let p = ldmae::Posterior::from_params(vmae.encode_params(x)?);
+                Tensor::cat(vec![p.mean, p.logvar], 1)
+            } else if sample {
+                vmae.encode(x)?.sample(seed)?
+            } else {
+                vmae.encode(x)?.mean
+            };
+            write_npy(&output, latent, "latent")
+        }
+        Command::Decode { vmae, input, output, raw } => {
+            let vmae = load_vmae(&vmae, &device)?;
+            let pixels = vmae.decode(npy_tensor(&input, &device, "latent")?)?;
+            if let Some(raw) = raw {
+                write_npy(&raw, pixels.clone(), "decoded pixels")?;
+            }
+            write_images(&output, pixels)
+        }
+        Command::Sample {
+            dit,
+            vmae,
+            classes,
+            steps,
+            shift,
+            cfg,
+            cfg_interval,
+            cfg_channels,
+            seed,
+            noise: noise_path,
+            output,
+            latent,
+        } => {
+            let dit_pack = Pack::from_file(&dit)?;
+            let vmae = load_vmae(&vmae, &device)?;
+            let dit = Dit::load(&dit_pack, &device)?;
+            let c = *dit.config();
+            let mut config = match &dit_pack.model {
+                PackModel::Dit { sampling: Some(s), .. } => SamplerConfig::from(s),
+                _ if c.null_class => SamplerConfig::default(),
+                _ => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
+            };
+            config.steps = steps.unwrap_or(config.steps);
+            config.shift = shift.unwrap_or(config.shift);
+            config.cfg_scale = cfg.unwrap_or(config.cfg_scale);
+            config.cfg_interval_start = cfg_interval.unwrap_or(config.cfg_interval_start);
+            config.cfg_channels = cfg_channels.unwrap_or(config.cfg_channels);
+            if vmae.config().latent_channels != c.in_channels || vmae.config().grid() != c.input_size {
+                return Err(Error::Config(format!(
+                    "the DiT makes {}x{s}x{s} latents but the VMAE decodes {}x{g}x{g}",
+                    c.in_channels,
+                    vmae.config().latent_channels,
+                    s = c.input_size,
+                    g = vmae.config().grid()
+                )));
+            }
+            let shape = [classes.len(), c.in_channels, c.input_size, c.input_size];
+            let z0 = match noise_path {
+                Some(p) => {
+                    let z0 = npy_tensor(&p, &device, "initial noise")?;
+                    if z0.dims() != shape {
+                        return Err(Error::InputShape {
+                            what: "initial noise",
+                            expected: format!("{shape:?} (one latent per class)"),
+                            found: z0.dims().to_vec(),
+                        });
+                    }
+                    z0
+                }
+                None => noise::standard_normal(shape, seed, &device),
+            };
+            let bar = progress_bar(config.steps, "sampling");
+            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            if let Some(path) = latent {
+                write_npy(&path, z.clone(), "sampled latent")?;
+            }
+            write_images(&output, vmae.decode(z)?)
+        }
+        Command::Info { file } => info(&file),
+    }
+}
+
+fn info(path: &Path) -> Result<()> {
+    let mut head = [0u8; 8];
+    let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?, &mut head)
+        .map_err(|e| Error::io(path, e))?;
+    let head = &head[..n];
+    if head.starts_with(b"\x93NUMPY") {
+        let a = npy::read(path)?;
+        let (lo, hi) = a.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len().max(1) as f64;
+        println!("npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", a.shape);
+    } else if head.starts_with(b"PK") || head.first() == Some(&0x80) {
+        let sd = ldmae::checkpoint::StateDict::open(path, &["ema", "model"])?;
+        println!("PyTorch checkpoint, entry `{}`, {} tensors", sd.entry, sd.names().count());
+        match (ldmae::checkpoint::vmae_config(&sd, Default::default()), ldmae::checkpoint::dit_config(&sd)) {
+            (Ok(c), _) => println!("VMAE: {c:?}"),
+            (_, Ok(c)) => println!("LightningDiT: {c:?}"),
+            (Err(e), _) => println!("not a recognised model: {e}"),
+        }
+    } else {
+        let pack = Pack::from_file(path)?;
+        println!("ldmae weight pack: {} ({})", pack.model.kind(), pack.dtype.as_str());
+        match &pack.model {
+            PackModel::Vmae(c) => println!("config: {c:?}"),
+            PackModel::Dit { config, stats, sampling } => {
+                println!("config: {config:?}");
+                println!("latent mean: {:?}\nlatent std: {:?}", stats.mean, stats.std);
+                if let Some(s) = sampling {
+                    println!("recommended sampling: {s:?}");
+                }
+            }
+        }
+        if let Some(src) = &pack.source {
+            println!("source: {src}");
+        }
+        println!("{} tensors, {} parameters", pack.tensor_shapes().count(), pack.num_elements());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

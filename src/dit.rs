@@ -1,0 +1,214 @@
+//! LightningDiT (spec §2): adaLN-Zero blocks with RMSNorm, qk-norm, 2-D RoPE and SwiGLU,
+//! predicting the flow-matching velocity of a latent.
+
+use crate::config::{DitConfig, TIME_FEATURES};
+use crate::error::{Error, Result};
+use crate::nn::{Conv2d, Linear, RmsNorm, SelfAttention, SwiGlu, to_tokens, unpatchify};
+use crate::pack::{LatentStats, Pack, PackModel, SamplingDefaults, TensorLoader};
+use alloc::format;
+use alloc::vec::Vec;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+const RMS_EPS: f64 = 1e-6;
+
+/// `h · (1 + scale) + shift`, with `[B, 1, D]` shift and scale.
+fn modulate(h: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
+    h * (scale + 1.0) + shift
+}
+
+/// Splits `[B, k·D]` modulation into `k` tensors of `[B, 1, D]`.
+fn split_modulation(m: Tensor<2>, k: usize) -> Vec<Tensor<3>> {
+    m.unsqueeze_dim::<3>(1).chunk(k, 2)
+}
+
+/// Rotary embedding with tables loaded from the checkpoint: `q·cos + rotate_half(q)·sin`,
+/// `rotate_half` mapping adjacent pairs `(a, b)` to `(-b, a)`.
+#[derive(Debug, Clone)]
+struct Rope {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl Rope {
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, n, d] = x.dims();
+        let pairs = x.clone().reshape([b, h, n, d / 2, 2]);
+        let a = pairs.clone().narrow(4, 0, 1);
+        let bb = pairs.narrow(4, 1, 1);
+        let rotated = Tensor::cat(alloc::vec![bb.neg(), a], 4).reshape([b, h, n, d]);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    norm1: RmsNorm,
+    attn: SelfAttention,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    norm2: RmsNorm,
+    mlp: SwiGlu,
+    ada_ln: Linear,
+}
+
+impl Block {
+    fn load(l: &mut TensorLoader, name: &str, c: &DitConfig) -> Result<Self> {
+        let d = c.hidden;
+        let qk = |l: &mut TensorLoader, which: &str| -> Result<Option<RmsNorm>> {
+            c.qk_norm.then(|| RmsNorm::load(l, &format!("{name}.attn.{which}"), c.head_dim(), RMS_EPS)).transpose()
+        };
+        Ok(Self {
+            norm1: RmsNorm::load(l, &format!("{name}.norm1"), d, RMS_EPS)?,
+            attn: SelfAttention::load(l, &format!("{name}.attn"), d, c.heads)?,
+            q_norm: qk(l, "q_norm")?,
+            k_norm: qk(l, "k_norm")?,
+            norm2: RmsNorm::load(l, &format!("{name}.norm2"), d, RMS_EPS)?,
+            mlp: SwiGlu::load(l, &format!("{name}.mlp"), d, c.mlp_hidden)?,
+            ada_ln: Linear::load(l, &format!("{name}.adaLN_modulation.1"), d, 6 * d, true)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>, c: Tensor<2>, rope: &Rope) -> Tensor<3> {
+        let m = split_modulation(self.ada_ln.forward(silu(c)), 6);
+        let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.try_into().expect("six chunks");
+        let prepare = |q: Tensor<4>, k: Tensor<4>| {
+            let q = self.q_norm.as_ref().map_or(q.clone(), |n| n.forward(q));
+            let k = self.k_norm.as_ref().map_or(k.clone(), |n| n.forward(k));
+            (rope.apply(q), rope.apply(k))
+        };
+        let h = self.attn.forward(modulate(self.norm1.forward(x.clone()), shift_msa, scale_msa), prepare);
+        let x = x + gate_msa * h;
+        let h = self.mlp.forward(modulate(self.norm2.forward(x.clone()), shift_mlp, scale_mlp));
+        x + gate_mlp * h
+    }
+}
+
+/// Sinusoidal features `[cos(t·f_k) | sin(t·f_k)]`, `f_k = exp(-ln(10⁴)·k/128)`, in f32 on
+/// the host, for raw flow times `t ∈ [0, 1]`.
+pub fn timestep_features(t: &[f32]) -> Vec<f32> {
+    let half = TIME_FEATURES / 2;
+    let log_max = libm::log(10000.0) as f32;
+    let freqs: Vec<f32> = (0..half).map(|k| libm::expf(-log_max * k as f32 / half as f32)).collect();
+    let mut out = Vec::with_capacity(t.len() * TIME_FEATURES);
+    for &ti in t {
+        out.extend(freqs.iter().map(|&f| libm::cosf(ti * f)));
+        out.extend(freqs.iter().map(|&f| libm::sinf(ti * f)));
+    }
+    out
+}
+
+/// A LightningDiT with its latent statistics.
+#[derive(Debug, Clone)]
+pub struct Dit {
+    config: DitConfig,
+    stats: LatentStats,
+    sampling: Option<SamplingDefaults>,
+    x_embedder: Conv2d,
+    pos_embed: Tensor<3>,
+    t_mlp0: Linear,
+    t_mlp2: Linear,
+    label_table: Tensor<2>,
+    rope: Rope,
+    blocks: Vec<Block>,
+    norm_final: RmsNorm,
+    final_ada_ln: Linear,
+    final_linear: Linear,
+}
+
+impl Dit {
+    /// Loads a DiT pack onto `device`, strictly (see [`crate::Vmae::load`]).
+    pub fn load(pack: &Pack, device: &Device) -> Result<Self> {
+        let PackModel::Dit { config, stats, sampling } = &pack.model else {
+            return Err(Error::WrongKind { expected: "dit", found: pack.model.kind().into() });
+        };
+        let c = *config;
+        c.validate()?;
+        let (d, p, n, hd) = (c.hidden, c.patch_size, c.grid() * c.grid(), c.head_dim());
+        let mut l = TensorLoader::new(pack, device);
+        let rope_table = |l: &mut TensorLoader, name: &str| -> Result<Tensor<4>> {
+            Ok(l.tensor::<2>(name, [n, hd])?.reshape([1, 1, n, hd]))
+        };
+        let model = Self {
+            config: c,
+            stats: stats.clone(),
+            sampling: sampling.clone(),
+            x_embedder: Conv2d::load(&mut l, "x_embedder.proj", c.in_channels, d, p, p, 0)?,
+            pos_embed: l.tensor("pos_embed", [1, n, d])?,
+            t_mlp0: Linear::load(&mut l, "t_embedder.mlp.0", TIME_FEATURES, d, true)?,
+            t_mlp2: Linear::load(&mut l, "t_embedder.mlp.2", d, d, true)?,
+            label_table: l.tensor("y_embedder.embedding_table.weight", [c.label_rows(), d])?,
+            rope: Rope { cos: rope_table(&mut l, "feat_rope.freqs_cos")?, sin: rope_table(&mut l, "feat_rope.freqs_sin")? },
+            blocks: (0..c.depth).map(|i| Block::load(&mut l, &format!("blocks.{i}"), &c)).collect::<Result<_>>()?,
+            norm_final: RmsNorm::load(&mut l, "final_layer.norm_final", d, RMS_EPS)?,
+            final_ada_ln: Linear::load(&mut l, "final_layer.adaLN_modulation.1", d, 2 * d, true)?,
+            final_linear: Linear::load(&mut l, "final_layer.linear", d, p * p * c.in_channels, true)?,
+        };
+        l.finish()?;
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &DitConfig {
+        &self.config
+    }
+
+    /// Per-channel latent statistics stored with the model.
+    pub fn stats(&self) -> &LatentStats {
+        &self.stats
+    }
+
+    /// Sampling settings recommended by the pack, if it records any.
+    pub fn sampling_defaults(&self) -> Option<&SamplingDefaults> {
+        self.sampling.as_ref()
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.pos_embed.device()
+    }
+
+    /// Velocity `[B, C, H, W]` for normalised latents `x` at flow times `t` (0 = noise,
+    /// 1 = data) with class labels `y` (the null class is [`DitConfig::null_label`]).
+    pub fn forward(&self, x: Tensor<4>, t: &[f32], y: &[usize]) -> Result<Tensor<4>> {
+        let c = &self.config;
+        let dims = x.dims();
+        let b = dims[0];
+        if dims[1..] != [c.in_channels, c.input_size, c.input_size] {
+            return Err(Error::InputShape {
+                what: "DiT latent",
+                expected: format!("[B, {}, {s}, {s}]", c.in_channels, s = c.input_size),
+                found: dims.to_vec(),
+            });
+        }
+        if t.len() != b || y.len() != b {
+            return Err(Error::InputValue {
+                what: "DiT conditioning",
+                reason: format!("{b} latents but {} times and {} labels", t.len(), y.len()),
+            });
+        }
+        if let Some(bad) = y.iter().find(|&&label| label >= c.label_rows()) {
+            return Err(Error::InputValue {
+                what: "class label",
+                reason: format!("{bad} is outside the model's {} label rows", c.label_rows()),
+            });
+        }
+        if t.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { what: "DiT time input" });
+        }
+        let device = x.device();
+        let features = Tensor::<2>::from_data(TensorData::new(timestep_features(t), [b, TIME_FEATURES]), &device);
+        let t_emb = self.t_mlp2.forward(silu(self.t_mlp0.forward(features)));
+        let labels: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device);
+        let cond = t_emb + self.label_table.clone().select(0, labels);
+
+        let mut h = to_tokens(self.x_embedder.forward(x)) + self.pos_embed.clone();
+        for block in &self.blocks {
+            h = block.forward(h, cond.clone(), &self.rope);
+        }
+        let [shift, scale]: [Tensor<3>; 2] =
+            split_modulation(self.final_ada_ln.forward(silu(cond)), 2).try_into().expect("two chunks");
+        let h = self.final_linear.forward(modulate(self.norm_final.forward(h), shift, scale));
+        Ok(unpatchify(h, c.grid(), c.patch_size, c.in_channels))
+    }
+}

@@ -1,0 +1,184 @@
+//! Pixel conversions exactly as the official code does them, and PNG files (std).
+
+use crate::error::{Error, Result};
+use alloc::format;
+use alloc::vec::Vec;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// An 8-bit RGB image, row-major, channels interleaved (HWC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl RgbImage {
+    /// Checks that the buffer holds `width · height · 3` bytes.
+    pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
+        if width.checked_mul(height).and_then(|n| n.checked_mul(3)) != Some(pixels.len()) {
+            return Err(Error::Image(format!("{} bytes for a {width}x{height} RGB image", pixels.len())));
+        }
+        Ok(Self { width, height, pixels })
+    }
+}
+
+/// Model input `[N, 3, H, W]` in `[-1, 1]` from same-sized images: `(v/255 − 0.5)/0.5` in f32,
+/// as `ToTensor` + `Normalize(0.5, 0.5)` compute it.
+pub fn images_to_tensor(images: &[RgbImage], device: &Device) -> Result<Tensor<4>> {
+    let first = images.first().ok_or_else(|| Error::Image("no images given".into()))?;
+    let (w, h) = (first.width, first.height);
+    if images.iter().any(|im| im.width != w || im.height != h) {
+        return Err(Error::Image("images in one batch must have the same size".into()));
+    }
+    let mut values = Vec::with_capacity(images.len() * 3 * w * h);
+    for im in images {
+        for c in 0..3 {
+            values.extend(im.pixels.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - 0.5) / 0.5));
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(values, [images.len(), 3, h, w]), device))
+}
+
+/// The official `decode_to_images` conversion: `clamp(127.5·x + 128, 0, 255)` truncated to u8.
+/// Refuses non-finite pixels instead of turning them into black.
+pub fn tensor_to_images(pixels: Tensor<4>) -> Result<Vec<RgbImage>> {
+    let [n, c, h, w] = pixels.dims();
+    if c != 3 {
+        return Err(Error::InputShape { what: "pixel tensor", expected: "[N, 3, H, W]".into(), found: alloc::vec![n, c, h, w] });
+    }
+    let values = tensor_values(pixels, "decoded pixels")?;
+    let plane = h * w;
+    Ok((0..n)
+        .map(|i| {
+            let img = &values[i * 3 * plane..(i + 1) * 3 * plane];
+            let pixels = (0..plane)
+                .flat_map(|p| (0..3).map(move |ch| (127.5f32 * img[ch * plane + p] + 128.0).clamp(0.0, 255.0) as u8))
+                .collect();
+            RgbImage { width: w, height: h, pixels }
+        })
+        .collect())
+}
+
+/// Reads a tensor back as f32 values, failing on NaN or infinity.
+pub fn tensor_values<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading back {what}: {e:?}")))?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite { what });
+    }
+    Ok(values)
+}
+
+/// Lays images of equal size side by side in one row.
+pub fn horizontal_strip(images: &[RgbImage]) -> Result<RgbImage> {
+    let first = images.first().ok_or_else(|| Error::Image("no images given".into()))?;
+    let (w, h) = (first.width, first.height);
+    if images.iter().any(|im| im.width != w || im.height != h) {
+        return Err(Error::Image("images in a strip must have the same size".into()));
+    }
+    let mut pixels = Vec::with_capacity(images.len() * w * h * 3);
+    for row in 0..h {
+        for im in images {
+            pixels.extend_from_slice(&im.pixels[row * w * 3..(row + 1) * w * 3]);
+        }
+    }
+    RgbImage::new(w * images.len(), h, pixels)
+}
+
+#[cfg(feature = "std")]
+mod png_io {
+    use super::RgbImage;
+    use crate::error::{Error, Result};
+    use alloc::{format, vec};
+    use std::path::Path;
+
+    /// Largest side accepted from a PNG header (guards the allocation).
+    const MAX_SIDE: u32 = 1 << 15;
+
+    /// Reads an 8- or 16-bit PNG (gray, gray+alpha, RGB, RGBA, palette) as 8-bit RGB.
+    /// Alpha is ignored; 16-bit samples keep their high byte.
+    pub fn read_png(path: &Path) -> Result<RgbImage> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: &dyn std::fmt::Display| Error::Image(format!("{}: {e}", path.display()));
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
+        let (w, h) = (reader.info().width, reader.info().height);
+        if w > MAX_SIDE || h > MAX_SIDE {
+            return Err(bad(&format!("{w}x{h} exceeds the {MAX_SIDE}-pixel side limit")));
+        }
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
+        let data = &buf[..frame.buffer_size()];
+        let channels = match frame.color_type {
+            png::ColorType::Grayscale => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            png::ColorType::Indexed => return Err(bad(&"palette PNG was not expanded")),
+        };
+        let pixels = data
+            .chunks_exact(channels)
+            .flat_map(|p| if channels < 3 { [p[0], p[0], p[0]] } else { [p[0], p[1], p[2]] })
+            .collect();
+        RgbImage::new(w as usize, h as usize, pixels)
+    }
+
+    /// Writes an 8-bit RGB PNG.
+    pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: png::EncodingError| Error::Image(format!("{}: {e}", path.display()));
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), image.width as u32, image.height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(bad)?;
+        writer.write_image_data(&image.pixels).map_err(bad)?;
+        writer.finish().map_err(bad)
+    }
+}
+
+#[cfg(feature = "std")]
+pub use png_io::{read_png, write_png};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uint8_conversion_matches_the_official_formula() {
+        let device = Device::default();
+        // 127.5·x + 128 truncated: -1 → 0.5 → 0, 0 → 128, 1 → 255.5 → 255, 0.999 → 255.37 → 255,
+        // -0.9961 → 1.00 → 1 (0.9961·127.5 = 127.0), and out-of-range values clamp.
+        let x = [-1.0f32, 0.0, 1.0, 0.999, -0.996, 3.0, -3.0, 0.5];
+        let mut v = Vec::new();
+        for c in 0..3 {
+            v.extend(x.iter().map(|&a| a + c as f32 * 0.0));
+        }
+        let t = Tensor::<4>::from_data(TensorData::new(v, [1, 3, 1, 8]), &device);
+        let im = tensor_to_images(t).unwrap().remove(0);
+        let red: Vec<u8> = im.pixels.iter().step_by(3).copied().collect();
+        assert_eq!(red, vec![0, 128, 255, 255, 1, 255, 0, 191]);
+    }
+
+    #[test]
+    fn nan_pixels_are_an_error() {
+        let t = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]), &Device::default());
+        assert_eq!(tensor_to_images(t), Err(Error::NonFinite { what: "decoded pixels" }));
+    }
+
+    #[test]
+    fn images_round_trip_through_the_input_conversion() {
+        let im = RgbImage::new(2, 1, vec![0, 128, 255, 10, 20, 30]).unwrap();
+        let t = images_to_tensor(core::slice::from_ref(&im), &Device::default()).unwrap();
+        let v = tensor_values(t, "x").unwrap();
+        // Channel-planar: R of both pixels, then G, then B.
+        assert_eq!(v[0], -1.0);
+        assert_eq!(v[1], (10.0 / 255.0 - 0.5) / 0.5);
+        assert_eq!(v[4], 1.0);
+        assert_eq!(tensor_to_images(images_to_tensor(&[im.clone()], &Device::default()).unwrap()).unwrap()[0], im);
+    }
+}

@@ -1,0 +1,203 @@
+//! Layers shared by the VMAE and the DiT, loaded from a pack under their official names.
+
+use crate::error::Result;
+use crate::pack::TensorLoader;
+use alloc::format;
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::module::{attention, conv2d, layer_norm, linear};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::{DType, Tensor};
+
+/// `y = x·W + b` with `W` stored `[in, out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        let weight = l.tensor(&format!("{name}.weight"), [d_in, d_out])?;
+        let bias = if bias { Some(l.tensor(&format!("{name}.bias"), [d_out])?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+/// 2-D convolution with bias, square kernel, unit dilation.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn load(
+        l: &mut TensorLoader,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let weight = l.tensor(&format!("{name}.weight"), [c_out, c_in, kernel, kernel])?;
+        let bias = l.tensor(&format!("{name}.bias"), [c_out])?;
+        Ok(Self { weight, bias, stride, padding })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
+    }
+}
+
+/// LayerNorm over the last axis with affine weight and bias.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let weight = l.tensor(&format!("{name}.weight"), [dim])?;
+        let bias = l.tensor(&format!("{name}.bias"), [dim])?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        with_f32(x, |x| layer_norm(x, self.weight.clone().cast(DType::F32), Some(self.bias.clone().cast(DType::F32)), self.eps))
+    }
+}
+
+/// RMSNorm over the last axis, computed in f32: `x · rsqrt(mean(x²) + eps) · w`.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor<1>,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: l.tensor(&format!("{name}.weight"), [dim])?, eps })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let normed = with_f32(x, |x| {
+            let ms = x.clone().square().mean_dim(D - 1);
+            x * (ms + self.eps).sqrt().recip()
+        });
+        normed * self.weight.clone().unsqueeze()
+    }
+}
+
+/// Runs `f` in f32 and casts back, so that statistics of half-precision activations
+/// neither overflow nor lose their low bits.
+fn with_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
+    let dtype = x.dtype();
+    if dtype == DType::F32 { f(x) } else { f(x.cast(DType::F32)).cast(dtype) }
+}
+
+/// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection.
+/// `rotate` (qk-norm, RoPE) acts on the `[B, H, N, hd]` queries and keys before the product.
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    qkv: Linear,
+    proj: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, heads: usize) -> Result<Self> {
+        Ok(Self {
+            qkv: Linear::load(l, &format!("{name}.qkv"), dim, 3 * dim, true)?,
+            proj: Linear::load(l, &format!("{name}.proj"), dim, dim, true)?,
+            heads,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>, prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>)) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let h = self.heads;
+        // [B, N, 3·D] → [B, 3·H, N, hd]: rows are q heads, then k heads, then v heads.
+        let qkv = self.qkv.forward(x).reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, h);
+        let k = qkv.clone().narrow(1, h, h);
+        let v = qkv.narrow(1, 2 * h, h);
+        let (q, k) = prepare(q, k);
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+/// `fc2(GELU(fc1(x)))` with exact (erf) GELU.
+#[derive(Debug, Clone)]
+pub struct GeluMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl GeluMlp {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+        Ok(Self {
+            fc1: Linear::load(l, &format!("{name}.fc1"), dim, hidden, true)?,
+            fc2: Linear::load(l, &format!("{name}.fc2"), hidden, dim, true)?,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+/// `w3(SiLU(a) · b)` where `[a | b] = w12(x)`.
+#[derive(Debug, Clone)]
+pub struct SwiGlu {
+    w12: Linear,
+    w3: Linear,
+    hidden: usize,
+}
+
+impl SwiGlu {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+        Ok(Self {
+            w12: Linear::load(l, &format!("{name}.w12"), dim, 2 * hidden, true)?,
+            w3: Linear::load(l, &format!("{name}.w3"), hidden, dim, true)?,
+            hidden,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let ab = self.w12.forward(x);
+        let a = ab.clone().narrow(2, 0, self.hidden);
+        let b = ab.narrow(2, self.hidden, self.hidden);
+        self.w3.forward(silu(a) * b)
+    }
+}
+
+/// Tokens `[B, g·g, p·p·C]` (each token's values ordered `(p, q, c)`) → image `[B, C, g·p, g·p]`.
+pub fn unpatchify(x: Tensor<3>, grid: usize, patch: usize, channels: usize) -> Tensor<4> {
+    let b = x.dims()[0];
+    x.reshape([b, grid, grid, patch, patch, channels])
+        .permute([0, 5, 1, 3, 2, 4])
+        .reshape([b, channels, grid * patch, grid * patch])
+}
+
+/// `[B, C, h, w]` → tokens `[B, h·w, C]` in row-major order.
+pub fn to_tokens(x: Tensor<4>) -> Tensor<3> {
+    x.flatten::<3>(2, 3).swap_dims(1, 2)
+}
+
+/// Tokens `[B, h·w, C]` → `[B, C, h, w]`.
+pub fn from_tokens(x: Tensor<3>, grid: usize) -> Tensor<4> {
+    let [b, _, c] = x.dims();
+    x.swap_dims(1, 2).reshape([b, c, grid, grid])
+}
