@@ -147,10 +147,11 @@ pub use png_io::{read_png, write_png};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn uint8_conversion_matches_the_official_formula() {
-        let device = Device::default();
+        let device = crate::device::cpu();
         // 127.5·x + 128 truncated: -1 → 0.5 → 0, 0 → 128, 1 → 255.5 → 255, 0.999 → 255.37 → 255,
         // -0.9961 → 1.00 → 1 (0.9961·127.5 = 127.0), and out-of-range values clamp.
         let x = [-1.0f32, 0.0, 1.0, 0.999, -0.996, 3.0, -3.0, 0.5];
@@ -166,19 +167,19 @@ mod tests {
 
     #[test]
     fn nan_pixels_are_an_error() {
-        let t = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]), &Device::default());
+        let t = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]), &crate::device::cpu());
         assert_eq!(tensor_to_images(t), Err(Error::NonFinite { what: "decoded pixels" }));
     }
 
     #[test]
     fn images_round_trip_through_the_input_conversion() {
         let im = RgbImage::new(2, 1, vec![0, 128, 255, 10, 20, 30]).unwrap();
-        let t = images_to_tensor(core::slice::from_ref(&im), &Device::default()).unwrap();
+        let t = images_to_tensor(core::slice::from_ref(&im), &crate::device::cpu()).unwrap();
         let v = tensor_values(t, "x").unwrap();
         // Channel-planar: R of both pixels, then G, then B.
         assert_eq!(v[0], -1.0);
         assert_eq!(v[1], (10.0 / 255.0 - 0.5) / 0.5);
         assert_eq!(v[4], 1.0);
-        assert_eq!(tensor_to_images(images_to_tensor(&[im.clone()], &Device::default()).unwrap()).unwrap()[0], im);
+        assert_eq!(tensor_to_images(images_to_tensor(&[im.clone()], &crate::device::cpu()).unwrap()).unwrap()[0], im);
     }
 }

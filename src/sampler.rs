@@ -135,9 +135,11 @@ mod tests {
         let g = SamplerConfig { steps: 249, ..Default::default() }.time_grid();
         assert_eq!(g.len(), 250);
         assert_eq!((g[0], g[249]), (0.0, 1.0));
-        // Spec §4.2: first step 0.00121, last 0.0263 for 250 points and shift 0.3.
-        assert!((g[1] - g[0] - 0.00121).abs() < 5e-6, "{}", g[1]);
-        assert!((g[249] - g[248] - 0.0263).abs() < 5e-5, "{}", g[249] - g[248]);
+        // First step 0.00121 (spec §4.2). The last is 1 − shift(248/249) = 0.013263 (the
+        // spec's 0.0263 does not follow from its own formula; the official code uses this one).
+        let shifted = |t: f64| 0.3 * t / (1.0 - 0.7 * t);
+        assert!((g[1] as f64 - shifted(1.0 / 249.0)).abs() < 1e-8 && (g[1] - 0.00121).abs() < 5e-6);
+        assert!(((g[249] - g[248]) as f64 - (1.0 - shifted(248.0 / 249.0))).abs() < 1e-6);
         // 68 of the 249 steps start below t = 0.1.
         assert_eq!(g[..249].iter().filter(|&&t| t < 0.1).count(), 68);
         let plain = SamplerConfig { steps: 4, shift: 0.0, ..Default::default() }.time_grid();

@@ -152,9 +152,9 @@ def make_vmae(preset, g):
 
 def dit_yaml(preset, num_classes, use_qknorm, latent_dim, celeba):
     """Nested dict shaped like the LDMAE training YAML."""
+    step = "0060000" if celeba else "0100000"
     return {
-        "ckpt_path": "output/lightningdit_b_vmae_f8d16/checkpoints/"
-                     + ("0060000.pt" if celeba else "0100000.pt"),
+        "ckpt_path": f"output/lightningdit_b_vmae_f8d16/checkpoints/{step}.pt",
         "data": {"data_path": "latents/vmae_f8d16",
                  "image_size": preset["image_size"],
                  "num_classes": num_classes, "num_workers": 8,
@@ -184,7 +184,7 @@ def dit_yaml(preset, num_classes, use_qknorm, latent_dim, celeba):
     }
 
 
-def make_dit(preset, latent_dim, celeba, g, full_opt):
+def make_dit(preset, latent_dim, celeba, g, real_opt_state):
     num_classes = 1 if celeba else preset["num_classes"]
     config = dit_yaml(preset, num_classes, not celeba, latent_dim, celeba)
     model = ref.LightningDiT(**ref.dit_config({"config": config}))
@@ -203,7 +203,7 @@ def make_dit(preset, latent_dim, celeba, g, full_opt):
         elif k.endswith(MODEL_DIFF_SUFFIXES):
             v = v + 0.3 * v.std() * randn(v.shape, g)
         train["module." + k] = v
-    if full_opt:
+    if real_opt_state:
         names = {n for n, _ in model.named_parameters()
                  if n.startswith("final_layer.linear.")}
         opt = adamw_state(model, names, g)
@@ -229,10 +229,12 @@ def main():
     torch.save(vmae_bare, os.path.join(a.outdir, "vmae_bare.pth"))
     del vmae, vmae_bare
 
+    # The full preset keeps an empty DiT optimizer state to save disk.
     tiny = a.preset == "tiny"
     for fname, celeba in (("dit.pt", False), ("dit_celeba.pt", True)):
-        torch.save(make_dit(preset, latent_dim, celeba, g, full_opt=tiny),
-                   os.path.join(a.outdir, fname))
+        ckpt = make_dit(preset, latent_dim, celeba, g, real_opt_state=tiny)
+        torch.save(ckpt, os.path.join(a.outdir, fname))
+        del ckpt
 
     stats = {"mean": 0.5 * randn((1, latent_dim, 1, 1), g),
              "std": 0.5 + 1.5 * torch.rand((1, latent_dim, 1, 1),
