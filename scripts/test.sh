@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs: the PyTorch reference (for the full-size
+# parity fixtures), formatting and lint checks, the no_std builds, and every Rust test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+FULL=${LDMAE_FULL_FIXTURES:-$PWD/fixtures-full}
+export LDMAE_FULL_FIXTURES=$FULL
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "Python reference requirements"
+$PYTHON -m pip install --quiet --disable-pip-version-check -r export/reference/requirements.txt
+
+step "full-size fixtures (official sizes, random weights, official file formats)"
+# Regenerated only when the reference code changes.
+stamp=$(cat export/reference/*.py export/reference/*.sh export/reference/requirements.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$FULL/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$FULL"
+    bash export/reference/make_all.sh full "$FULL"
+    echo "$stamp" > "$FULL/.stamp"
+fi
+
+step "formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --features ndarray -- -D warnings
+
+step "no_std builds"
+# On the host with std off (the crate is #![no_std] then), and for a bare-metal target.
+cargo build --release -p ldmae --lib --no-default-features --features flex
+if rustup target list --installed 2>/dev/null | grep -q thumbv7em-none-eabihf \
+    || rustup target add thumbv7em-none-eabihf >/dev/null 2>&1; then
+    cargo build --release -p ldmae --lib --no-default-features --features flex --target thumbv7em-none-eabihf
+else
+    echo "thumbv7em-none-eabihf is not installable here; the host no_std build above stands in"
+fi
+
+step "tests (flex and ndarray CPU backends)"
+cargo test --release --workspace --features ndarray
+step "done"
