@@ -44,21 +44,45 @@ fn main() -> ldmae::Result<()> {
 
     let start = Instant::now();
     let picture = image::read_png(&input)?;
-    let latent = vmae.encode(image::images_to_tensor(&[picture], &device)?)?.mean;
+    let latent = vmae
+        .encode(image::images_to_tensor(&[picture], &device)?)?
+        .mean;
     let recon = image::tensor_to_images(vmae.decode(latent)?)?;
     image::write_png(&out.join("roundtrip.png"), &recon[0])?;
-    println!("encode + decode {:?} in {:.2?}", input.display(), start.elapsed());
+    println!(
+        "encode + decode {:?} in {:.2?}",
+        input.display(),
+        start.elapsed()
+    );
 
     let c = *dit.config();
     let labels: Vec<usize> = (0..4).map(|i| i * c.num_classes / 4).collect();
-    let config = SamplerConfig { steps: 8, cfg_scale: if c.null_class { 4.0 } else { 1.0 }, ..SamplerConfig::default() };
+    let config = SamplerConfig {
+        steps: 8,
+        cfg_scale: if c.null_class { 4.0 } else { 1.0 },
+        ..SamplerConfig::default()
+    };
     let start = Instant::now();
-    let z0 = noise::standard_normal([labels.len(), c.in_channels, c.input_size, c.input_size], 0, &device);
-    let z = sampler::sample(&dit, z0, &labels, &config, |done, total| eprint!("\rsampling {done}/{total}"))?;
+    let z0 = noise::standard_normal(
+        [labels.len(), c.in_channels, c.input_size, c.input_size],
+        0,
+        &device,
+    );
+    let z = sampler::sample(&dit, z0, &labels, &config, |done, total| {
+        eprint!("\rsampling {done}/{total}")
+    })?;
     eprintln!();
     let samples = image::tensor_to_images(vmae.decode(z)?)?;
-    image::write_png(&out.join("samples.png"), &image::horizontal_strip(&samples)?)?;
-    println!("sampled classes {labels:?} ({} steps, cfg {}) in {:.2?}", config.steps, config.cfg_scale, start.elapsed());
+    image::write_png(
+        &out.join("samples.png"),
+        &image::horizontal_strip(&samples)?,
+    )?;
+    println!(
+        "sampled classes {labels:?} ({} steps, cfg {}) in {:.2?}",
+        config.steps,
+        config.cfg_scale,
+        start.elapsed()
+    );
     println!("wrote {}/roundtrip.png and samples.png", out.display());
     Ok(())
 }

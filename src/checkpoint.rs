@@ -39,7 +39,10 @@ impl StateDict {
     /// Opens `path` and selects the first of `entries` present (else the root dict).
     pub fn open(path: &Path, entries: &[&str]) -> Result<Self> {
         let shown = path.display().to_string();
-        let err = |reason: String| Error::Checkpoint { path: shown.clone(), reason };
+        let err = |reason: String| Error::Checkpoint {
+            path: shown.clone(),
+            reason,
+        };
         std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         // Parse the file once per candidate entry; only the selected entry is flattened, so
         // optimizer state and other objects beside the weights never matter.
@@ -56,11 +59,22 @@ impl StateDict {
         }
         let (entry, reader) = match found {
             Some(f) => f,
-            None => ("<root>".to_string(), PytorchReader::new(path).map_err(|e| err(e.to_string()))?),
+            None => (
+                "<root>".to_string(),
+                PytorchReader::new(path).map_err(|e| err(e.to_string()))?,
+            ),
         };
-        let tensors: BTreeMap<String, pytorch_reader::Tensor> = reader.into_tensors().into_iter().collect();
-        let tensors = tensors.into_iter().map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t)).collect();
-        Ok(Self { path: shown, entry, tensors })
+        let tensors: BTreeMap<String, pytorch_reader::Tensor> =
+            reader.into_tensors().into_iter().collect();
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
+            .collect();
+        Ok(Self {
+            path: shown,
+            entry,
+            tensors,
+        })
     }
 
     /// Tensor names.
@@ -69,7 +83,10 @@ impl StateDict {
     }
 
     fn error(&self, reason: String) -> Error {
-        Error::Checkpoint { path: self.path.clone(), reason }
+        Error::Checkpoint {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// Shape of tensor `name`, or an error naming it and guessing what the file is.
@@ -87,14 +104,21 @@ impl StateDict {
     fn dim(&self, name: &str, axis: usize, rank: usize) -> Result<usize> {
         let shape = self.shape(name)?;
         if shape.len() != rank {
-            return Err(self.error(format!("tensor `{name}` has shape {shape:?}, expected rank {rank}")));
+            return Err(self.error(format!(
+                "tensor `{name}` has shape {shape:?}, expected rank {rank}"
+            )));
         }
         Ok(shape[axis])
     }
 
     /// Number of consecutive `{prefix}.{i}.` blocks.
     fn depth(&self, prefix: &str) -> usize {
-        (0..).take_while(|i| self.names().any(|n| n.starts_with(&format!("{prefix}.{i}.")))).count()
+        (0..)
+            .take_while(|i| {
+                self.names()
+                    .any(|n| n.starts_with(&format!("{prefix}.{i}.")))
+            })
+            .count()
     }
 
     fn guess_kind(&self) -> &'static str {
@@ -109,20 +133,40 @@ impl StateDict {
 
     /// Tensor `name` as f32 values.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.tensors.get(name).ok_or_else(|| self.error(format!("no tensor `{name}`")))?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| self.error(format!("no tensor `{name}`")))?;
         let bytes = t.read().map_err(|e| self.error(e.to_string()))?;
         let values: Vec<f32> = match t.dtype() {
-            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             DType::F64 => bytes
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
-            DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(self.error(format!("tensor `{name}` has non-float type {other:?}"))),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(self.error(format!("tensor `{name}` has non-float type {other:?}")));
+            }
         };
         if values.len() != t.num_elements() {
-            return Err(self.error(format!("tensor `{name}` holds {} values for shape {:?}", values.len(), t.shape())));
+            return Err(self.error(format!(
+                "tensor `{name}` holds {} values for shape {:?}",
+                values.len(),
+                t.shape()
+            )));
         }
         if values.iter().any(|v| !v.is_finite()) {
             return Err(self.error(format!("tensor `{name}` contains NaN or infinite values")));
@@ -143,7 +187,9 @@ impl StateDict {
             let shape = t.shape();
             if pack_layout(name, shape) {
                 let (rows, cols) = (shape[0], shape[1]);
-                let transposed: Vec<f32> = (0..cols * rows).map(|i| values[(i % rows) * cols + i / rows]).collect();
+                let transposed: Vec<f32> = (0..cols * rows)
+                    .map(|i| values[(i % rows) * cols + i / rows])
+                    .collect();
                 writer.add(name.clone(), &[cols, rows], &transposed)?;
             } else {
                 writer.add(name.clone(), shape, &values)?;
@@ -169,7 +215,9 @@ pub fn vmae_config(sd: &StateDict, o: VmaeOverrides) -> Result<VmaeConfig> {
     let tokens = sd.dim("pos_embed", 1, 3)?;
     let grid = (0..=tokens).find(|g| g * g >= tokens).unwrap_or(0);
     if grid * grid != tokens {
-        return Err(sd.error(format!("`pos_embed` has {tokens} tokens, not a square grid")));
+        return Err(sd.error(format!(
+            "`pos_embed` has {tokens} tokens, not a square grid"
+        )));
     }
     let dec_width = sd.dim("decoder_embed.weight", 0, 2)?;
     let stack = |prefix: &str, width: usize, heads: Option<usize>| -> Result<StackConfig> {
@@ -199,11 +247,15 @@ pub fn dit_config(sd: &StateDict) -> Result<DitConfig> {
     let tokens = sd.dim("pos_embed", 1, 3)?;
     let grid = (0..=tokens).find(|g| g * g >= tokens).unwrap_or(0);
     if grid * grid != tokens {
-        return Err(sd.error(format!("`pos_embed` has {tokens} tokens, not a square grid")));
+        return Err(sd.error(format!(
+            "`pos_embed` has {tokens} tokens, not a square grid"
+        )));
     }
     let head_dim = sd.dim("feat_rope.freqs_cos", 1, 2)?;
     if head_dim == 0 || hidden % head_dim != 0 {
-        return Err(sd.error(format!("RoPE width {head_dim} does not divide hidden width {hidden}")));
+        return Err(sd.error(format!(
+            "RoPE width {head_dim} does not divide hidden width {hidden}"
+        )));
     }
     let rows = sd.dim("y_embedder.embedding_table.weight", 0, 2)?;
     let config = DitConfig {
@@ -228,12 +280,19 @@ pub fn latent_stats(path: &Path) -> Result<LatentStats> {
     let read = |name: &str| -> Result<Vec<f32>> {
         let shape = sd.shape(name)?;
         if shape.len() != 4 || shape[0] != 1 || shape[2] != 1 || shape[3] != 1 {
-            return Err(sd.error(format!("`{name}` has shape {shape:?}, expected (1, C, 1, 1)")));
+            return Err(sd.error(format!(
+                "`{name}` has shape {shape:?}, expected (1, C, 1, 1)"
+            )));
         }
         sd.read_f32(name)
     };
-    let stats = LatentStats { mean: read("mean")?, std: read("std")? };
-    stats.validate(stats.mean.len()).map_err(|e| sd.error(e.to_string()))?;
+    let stats = LatentStats {
+        mean: read("mean")?,
+        std: read("std")?,
+    };
+    stats
+        .validate(stats.mean.len())
+        .map_err(|e| sd.error(e.to_string()))?;
     Ok(stats)
 }
 
@@ -242,7 +301,8 @@ pub fn convert_vmae(path: &Path, dtype: PackDtype, o: VmaeOverrides) -> Result<V
     let sd = StateDict::open(path, &["model"])?;
     let config = vmae_config(&sd, o)?;
     let bytes = sd.to_pack(PackModel::Vmae(config), dtype, VMAE_IGNORED)?;
-    Vmae::load(&Pack::from_bytes(&bytes)?, &crate::device::cpu()).map_err(|e| sd.error(format!("{e}")))?;
+    Vmae::load(&Pack::from_bytes(&bytes)?, &crate::device::cpu())
+        .map_err(|e| sd.error(format!("{e}")))?;
     Ok(bytes)
 }
 
@@ -255,10 +315,23 @@ pub fn convert_dit(path: &Path, stats: &Path, dtype: PackDtype) -> Result<Vec<u8
     if stats.mean.len() != config.in_channels {
         return Err(Error::InputValue {
             what: "latent statistics",
-            reason: format!("{} channels for a DiT with {} latent channels", stats.mean.len(), config.in_channels),
+            reason: format!(
+                "{} channels for a DiT with {} latent channels",
+                stats.mean.len(),
+                config.in_channels
+            ),
         });
     }
-    let bytes = sd.to_pack(PackModel::Dit { config, stats, sampling: None }, dtype, &[])?;
-    Dit::load(&Pack::from_bytes(&bytes)?, &crate::device::cpu()).map_err(|e| sd.error(format!("{e}")))?;
+    let bytes = sd.to_pack(
+        PackModel::Dit {
+            config,
+            stats,
+            sampling: None,
+        },
+        dtype,
+        &[],
+    )?;
+    Dit::load(&Pack::from_bytes(&bytes)?, &crate::device::cpu())
+        .map_err(|e| sd.error(format!("{e}")))?;
     Ok(bytes)
 }

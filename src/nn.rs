@@ -16,9 +16,19 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+    pub(crate) fn load(
+        l: &mut TensorLoader,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [d_in, d_out])?;
-        let bias = if bias { Some(l.tensor(&format!("{name}.bias"), [d_out])?) } else { None };
+        let bias = if bias {
+            Some(l.tensor(&format!("{name}.bias"), [d_out])?)
+        } else {
+            None
+        };
         Ok(Self { weight, bias })
     }
 
@@ -49,7 +59,12 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [c_out, c_in, kernel, kernel])?;
         let bias = l.tensor(&format!("{name}.bias"), [c_out])?;
-        Ok(Self { weight, bias, stride, padding })
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -74,7 +89,14 @@ impl LayerNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        with_f32(x, |x| layer_norm(x, self.weight.clone().cast(DType::F32), Some(self.bias.clone().cast(DType::F32)), self.eps))
+        with_f32(x, |x| {
+            layer_norm(
+                x,
+                self.weight.clone().cast(DType::F32),
+                Some(self.bias.clone().cast(DType::F32)),
+                self.eps,
+            )
+        })
     }
 }
 
@@ -87,7 +109,10 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: l.tensor(&format!("{name}.weight"), [dim])?, eps })
+        Ok(Self {
+            weight: l.tensor(&format!("{name}.weight"), [dim])?,
+            eps,
+        })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -103,7 +128,11 @@ impl RmsNorm {
 /// neither overflow nor lose their low bits.
 fn with_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
     let dtype = x.dtype();
-    if dtype == DType::F32 { f(x) } else { f(x.cast(DType::F32)).cast(dtype) }
+    if dtype == DType::F32 {
+        f(x)
+    } else {
+        f(x.cast(DType::F32)).cast(dtype)
+    }
 }
 
 /// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection.
@@ -124,11 +153,19 @@ impl SelfAttention {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>, prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>)) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>),
+    ) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
         // [B, N, 3·D] → [B, 3·H, N, hd]: rows are q heads, then k heads, then v heads.
-        let qkv = self.qkv.forward(x).reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3 * h, d / h])
+            .swap_dims(1, 2);
         let q = qkv.clone().narrow(1, 0, h);
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
@@ -146,7 +183,12 @@ pub struct GeluMlp {
 }
 
 impl GeluMlp {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn load(
+        l: &mut TensorLoader,
+        name: &str,
+        dim: usize,
+        hidden: usize,
+    ) -> Result<Self> {
         Ok(Self {
             fc1: Linear::load(l, &format!("{name}.fc1"), dim, hidden, true)?,
             fc2: Linear::load(l, &format!("{name}.fc2"), hidden, dim, true)?,
@@ -167,7 +209,12 @@ pub struct SwiGlu {
 }
 
 impl SwiGlu {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn load(
+        l: &mut TensorLoader,
+        name: &str,
+        dim: usize,
+        hidden: usize,
+    ) -> Result<Self> {
         Ok(Self {
             w12: Linear::load(l, &format!("{name}.w12"), dim, 2 * hidden, true)?,
             w3: Linear::load(l, &format!("{name}.w3"), hidden, dim, true)?,

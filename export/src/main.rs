@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ldmae-export", version, about = "Convert VMAE / LightningDiT checkpoints into ldmae weight packs")]
+#[command(
+    name = "ldmae-export",
+    version,
+    about = "Convert VMAE / LightningDiT checkpoints into ldmae weight packs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,13 +66,31 @@ fn write(path: &Path, bytes: &[u8]) -> ldmae::Result<()> {
 
 fn run(cli: Cli) -> ldmae::Result<()> {
     let (output, bytes) = match cli.command {
-        Command::Vmae { checkpoint, output, dtype, heads, decoder_heads } => {
-            let o = VmaeOverrides { heads, decoder_heads };
-            (output, checkpoint::convert_vmae(&checkpoint, dtype.into(), o)?)
+        Command::Vmae {
+            checkpoint,
+            output,
+            dtype,
+            heads,
+            decoder_heads,
+        } => {
+            let o = VmaeOverrides {
+                heads,
+                decoder_heads,
+            };
+            (
+                output,
+                checkpoint::convert_vmae(&checkpoint, dtype.into(), o)?,
+            )
         }
-        Command::Dit { checkpoint, stats, output, dtype } => {
-            (output, checkpoint::convert_dit(&checkpoint, &stats, dtype.into())?)
-        }
+        Command::Dit {
+            checkpoint,
+            stats,
+            output,
+            dtype,
+        } => (
+            output,
+            checkpoint::convert_dit(&checkpoint, &stats, dtype.into())?,
+        ),
     };
     write(&output, &bytes)?;
     let pack = ldmae::Pack::from_bytes(&bytes)?;

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ldmae", version, about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)")]
+#[command(
+    name = "ldmae",
+    version,
+    about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -116,7 +120,9 @@ fn write_images(path: &Path, pixels: Tensor<4>) -> Result<()> {
 
 fn progress_bar(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} [{elapsed} < {eta}]") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} [{elapsed} < {eta}]")
+    {
         bar.set_style(style);
     }
     bar.set_message(what.to_string());
@@ -126,7 +132,14 @@ fn progress_bar(total: usize, what: &str) -> ProgressBar {
 fn run(cli: Cli) -> Result<()> {
     let device = device::cpu();
     match cli.command {
-        Command::Encode { vmae, input, output, sample, seed, params } => {
+        Command::Encode {
+            vmae,
+            input,
+            output,
+            sample,
+            seed,
+            params,
+        } => {
             let vmae = load_vmae(&vmae, &device)?;
             let img: RgbImage = image::read_png(&input)?;
             let x = image::images_to_tensor(&[img], &device)?;
@@ -140,7 +153,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_npy(&output, latent, "latent")
         }
-        Command::Decode { vmae, input, output, raw } => {
+        Command::Decode {
+            vmae,
+            input,
+            output,
+            raw,
+        } => {
             let vmae = load_vmae(&vmae, &device)?;
             let pixels = vmae.decode(npy_tensor(&input, &device, "latent")?)?;
             if let Some(raw) = raw {
@@ -167,16 +185,23 @@ fn run(cli: Cli) -> Result<()> {
             let dit = Dit::load(&dit_pack, &device)?;
             let c = *dit.config();
             let mut config = match &dit_pack.model {
-                PackModel::Dit { sampling: Some(s), .. } => SamplerConfig::from(s),
+                PackModel::Dit {
+                    sampling: Some(s), ..
+                } => SamplerConfig::from(s),
                 _ if c.null_class => SamplerConfig::default(),
-                _ => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
+                _ => SamplerConfig {
+                    cfg_scale: 1.0,
+                    ..SamplerConfig::default()
+                },
             };
             config.steps = steps.unwrap_or(config.steps);
             config.shift = shift.unwrap_or(config.shift);
             config.cfg_scale = cfg.unwrap_or(config.cfg_scale);
             config.cfg_interval_start = cfg_interval.unwrap_or(config.cfg_interval_start);
             config.cfg_channels = cfg_channels.unwrap_or(config.cfg_channels);
-            if vmae.config().latent_channels != c.in_channels || vmae.config().grid() != c.input_size {
+            if vmae.config().latent_channels != c.in_channels
+                || vmae.config().grid() != c.input_size
+            {
                 return Err(Error::Config(format!(
                     "the DiT makes {}x{s}x{s} latents but the VMAE decodes {}x{g}x{g}",
                     c.in_channels,
@@ -201,7 +226,9 @@ fn run(cli: Cli) -> Result<()> {
                 None => noise::standard_normal(shape, seed, &device),
             };
             let bar = progress_bar(config.steps, "sampling");
-            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| bar.set_position(done as u64))?;
+            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| {
+                bar.set_position(done as u64)
+            })?;
             bar.finish_and_clear();
             if let Some(path) = latent {
                 write_npy(&path, z.clone(), "sampled latent")?;
@@ -214,28 +241,54 @@ fn run(cli: Cli) -> Result<()> {
 
 fn info(path: &Path) -> Result<()> {
     let mut head = [0u8; 8];
-    let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?, &mut head)
-        .map_err(|e| Error::io(path, e))?;
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
+        &mut head,
+    )
+    .map_err(|e| Error::io(path, e))?;
     let head = &head[..n];
     if head.starts_with(b"\x93NUMPY") {
         let a = npy::read(path)?;
-        let (lo, hi) = a.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = a
+            .data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
         let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len().max(1) as f64;
-        println!("npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", a.shape);
+        println!(
+            "npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}",
+            a.shape
+        );
     } else if head.starts_with(b"PK") || head.first() == Some(&0x80) {
         let sd = ldmae::checkpoint::StateDict::open(path, &["ema", "model"])?;
-        println!("PyTorch checkpoint, entry `{}`, {} tensors", sd.entry, sd.names().count());
-        match (ldmae::checkpoint::vmae_config(&sd, Default::default()), ldmae::checkpoint::dit_config(&sd)) {
+        println!(
+            "PyTorch checkpoint, entry `{}`, {} tensors",
+            sd.entry,
+            sd.names().count()
+        );
+        match (
+            ldmae::checkpoint::vmae_config(&sd, Default::default()),
+            ldmae::checkpoint::dit_config(&sd),
+        ) {
             (Ok(c), _) => println!("VMAE: {c:?}"),
             (_, Ok(c)) => println!("LightningDiT: {c:?}"),
             (Err(e), _) => println!("not a recognised model: {e}"),
         }
     } else {
         let pack = Pack::from_file(path)?;
-        println!("ldmae weight pack: {} ({})", pack.model.kind(), pack.dtype.as_str());
+        println!(
+            "ldmae weight pack: {} ({})",
+            pack.model.kind(),
+            pack.dtype.as_str()
+        );
         match &pack.model {
             PackModel::Vmae(c) => println!("config: {c:?}"),
-            PackModel::Dit { config, stats, sampling } => {
+            PackModel::Dit {
+                config,
+                stats,
+                sampling,
+            } => {
                 println!("config: {config:?}");
                 println!("latent mean: {:?}\nlatent std: {:?}", stats.mean, stats.std);
                 if let Some(s) = sampling {
@@ -246,7 +299,11 @@ fn info(path: &Path) -> Result<()> {
         if let Some(src) = &pack.source {
             println!("source: {src}");
         }
-        println!("{} tensors, {} parameters", pack.tensor_shapes().count(), pack.num_elements());
+        println!(
+            "{} tensors, {} parameters",
+            pack.tensor_shapes().count(),
+            pack.num_elements()
+        );
     }
     Ok(())
 }
