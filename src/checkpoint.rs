@@ -252,7 +252,7 @@ pub fn dit_config(sd: &StateDict) -> Result<DitConfig> {
         )));
     }
     let head_dim = sd.dim("feat_rope.freqs_cos", 1, 2)?;
-    if head_dim == 0 || hidden % head_dim != 0 {
+    if head_dim == 0 || !hidden.is_multiple_of(head_dim) {
         return Err(sd.error(format!(
             "RoPE width {head_dim} does not divide hidden width {hidden}"
         )));

@@ -67,7 +67,7 @@ impl StackConfig {
                 "{what}: sizes must be positive: {self:?}"
             )));
         }
-        if self.width % self.heads != 0 {
+        if !self.width.is_multiple_of(self.heads) {
             return Err(Error::Config(format!(
                 "{what}: width {} is not divisible by {} heads",
                 self.width, self.heads
@@ -112,7 +112,7 @@ impl VmaeConfig {
                 "VMAE sizes must be positive: {self:?}"
             )));
         }
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(Error::Config(format!(
                 "VMAE image size {} is not a multiple of patch size {}",
                 self.image_size, self.patch_size
@@ -187,13 +187,13 @@ impl DitConfig {
                 "DiT sizes must be positive: {self:?}"
             )));
         }
-        if self.input_size % self.patch_size != 0 {
+        if !self.input_size.is_multiple_of(self.patch_size) {
             return Err(Error::Config(format!(
                 "DiT input size {} is not a multiple of patch size {}",
                 self.input_size, self.patch_size
             )));
         }
-        if self.hidden % self.heads != 0 || self.head_dim() % 4 != 0 {
+        if !self.hidden.is_multiple_of(self.heads) || !self.head_dim().is_multiple_of(4) {
             return Err(Error::Config(format!(
                 "DiT hidden {} over {} heads must give a head width divisible by 4 (2-D RoPE)",
                 self.hidden, self.heads

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 compile_error!("enable a CPU backend: the `flex` (default) or `ndarray` feature");
 
 /// The CPU device of the enabled backend (flex when both are enabled), computing in f32.
+#[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 pub fn cpu() -> Device {
     #[cfg(feature = "flex")]
     return Device::flex();

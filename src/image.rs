@@ -237,8 +237,10 @@ mod tests {
         assert_eq!(v[1], (10.0 / 255.0 - 0.5) / 0.5);
         assert_eq!(v[4], 1.0);
         assert_eq!(
-            tensor_to_images(images_to_tensor(&[im.clone()], &crate::device::cpu()).unwrap())
-                .unwrap()[0],
+            tensor_to_images(
+                images_to_tensor(core::slice::from_ref(&im), &crate::device::cpu()).unwrap()
+            )
+            .unwrap()[0],
             im
         );
     }

@@ -100,6 +100,7 @@ fn bare_and_training_checkpoints_give_the_same_pack() {
 /// The same parity on the burn-ndarray backend (selectable instead of the default flex).
 #[cfg(feature = "ndarray")]
 #[test]
+#[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 fn ndarray_backend_matches_reference() {
     let f = tiny().on(burn::tensor::Device::ndarray());
     let vmae = f.vmae(PackDtype::F32);
