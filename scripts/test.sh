@@ -26,12 +26,12 @@ cargo clippy --workspace --all-targets --features ndarray -- -D warnings
 
 step "no_std builds"
 # On the host with std off (the crate is #![no_std] then), and for a bare-metal target.
-cargo build --release -p ldmae --lib --no-default-features --features flex
+cargo clippy -p ldmae --lib --no-default-features --features flex -- -D warnings
 if rustup target list --installed 2>/dev/null | grep -q thumbv7em-none-eabihf \
     || rustup target add thumbv7em-none-eabihf >/dev/null 2>&1; then
-    cargo build --release -p ldmae --lib --no-default-features --features flex --target thumbv7em-none-eabihf
+    cargo check -p ldmae --lib --no-default-features --features flex --target thumbv7em-none-eabihf
 else
-    echo "thumbv7em-none-eabihf is not installable here; the host no_std build above stands in"
+    echo "thumbv7em-none-eabihf is not installable here; the host no_std check above stands in"
 fi
 
 step "tests (flex and ndarray CPU backends)"

@@ -1,6 +1,6 @@
 //! The library's error type: every failure names what was being read and what was expected.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -130,6 +130,7 @@ impl core::error::Error for Error {}
 impl Error {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
+        use alloc::string::ToString;
         Error::Io {
             path: path.display().to_string(),
             reason: err.to_string(),

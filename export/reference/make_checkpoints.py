@@ -195,6 +195,9 @@ def make_dit(preset, latent_dim, celeba, g, real_opt_state):
             ref.sincos_2d(model.pos_embed.shape[2], grid)).float()[None]
         # The EMA copy drifts off the analytic table (spec §2.2).
         model.pos_embed.copy_(analytic + 1e-3 * randn(analytic.shape, g))
+        # Perturb the RoPE buffers too, so that a port recomputing them fails.
+        for table in (model.feat_rope.freqs_cos, model.feat_rope.freqs_sin):
+            table.add_(1e-3 * randn(table.shape, g))
     ema = model.state_dict()
     train = {}
     for k, v in ema.items():
