@@ -9,7 +9,8 @@
 //! exist to test parity with PyTorch), so their pictures are noise; with trained checkpoints
 //! the same program produces real images.
 
-use ldmae::checkpoint::{VmaeOverrides, convert_dit, convert_vmae};
+use ldmae::checkpoint::latent_stats;
+use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
 use ldmae::{Dit, Pack, PackDtype, SamplerConfig, Vmae, device, image, noise, sampler};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,7 +33,7 @@ fn main() -> ldmae::Result<()> {
 
     let start = Instant::now();
     let vmae_pack = convert_vmae(&vmae_ckpt, PackDtype::F16, VmaeOverrides::default())?;
-    let dit_pack = convert_dit(&dit_ckpt, &stats, PackDtype::F16)?;
+    let dit_pack = convert_dit(&dit_ckpt, Some(latent_stats(&stats)?), PackDtype::F16)?;
     println!(
         "converted checkpoints to f16 packs ({} + {} bytes) in {:.2?}",
         vmae_pack.len(),
@@ -44,39 +45,21 @@ fn main() -> ldmae::Result<()> {
 
     let start = Instant::now();
     let picture = image::read_png(&input)?;
-    let latent = vmae
-        .encode(image::images_to_tensor(&[picture], &device)?)?
-        .mean;
+    let latent = vmae.encode(image::images_to_tensor(&[picture], &device)?)?.mean;
     let recon = image::tensor_to_images(vmae.decode(latent)?)?;
     image::write_png(&out.join("roundtrip.png"), &recon[0])?;
-    println!(
-        "encode + decode {:?} in {:.2?}",
-        input.display(),
-        start.elapsed()
-    );
+    println!("encode + decode {:?} in {:.2?}", input.display(), start.elapsed());
 
     let c = *dit.config();
     let labels: Vec<usize> = (0..4).map(|i| i * c.num_classes / 4).collect();
-    let config = SamplerConfig {
-        steps: 8,
-        cfg_scale: if c.null_class { 4.0 } else { 1.0 },
-        ..SamplerConfig::default()
-    };
+    let config =
+        SamplerConfig { steps: 8, cfg_scale: if c.null_class { 4.0 } else { 1.0 }, ..SamplerConfig::default() };
     let start = Instant::now();
-    let z0 = noise::standard_normal(
-        [labels.len(), c.in_channels, c.input_size, c.input_size],
-        0,
-        &device,
-    );
-    let z = sampler::sample(&dit, z0, &labels, &config, |done, total| {
-        eprint!("\rsampling {done}/{total}")
-    })?;
+    let z0 = noise::standard_normal([labels.len(), c.in_channels, c.input_size, c.input_size], 0, &device);
+    let z = sampler::sample(&dit, z0, &labels, &config, |done, total| eprint!("\rsampling {done}/{total}"))?;
     eprintln!();
     let samples = image::tensor_to_images(vmae.decode(z)?)?;
-    image::write_png(
-        &out.join("samples.png"),
-        &image::horizontal_strip(&samples)?,
-    )?;
+    image::write_png(&out.join("samples.png"), &image::horizontal_strip(&samples)?)?;
     println!(
         "sampled classes {labels:?} ({} steps, cfg {}) in {:.2?}",
         config.steps,

@@ -63,9 +63,7 @@ pub const TIME_FEATURES: usize = 256;
 impl StackConfig {
     fn validate(&self, what: &str) -> Result<()> {
         if self.width == 0 || self.depth == 0 || self.heads == 0 || self.mlp_hidden == 0 {
-            return Err(Error::Config(format!(
-                "{what}: sizes must be positive: {self:?}"
-            )));
+            return Err(Error::Config(format!("{what}: sizes must be positive: {self:?}")));
         }
         if !self.width.is_multiple_of(self.heads) {
             return Err(Error::Config(format!(
@@ -85,19 +83,8 @@ impl StackConfig {
 impl VmaeConfig {
     /// The official `mae_for_ldmae_f8d16_prev` model used by LDMAE (spec §1.2).
     pub fn f8d16() -> Self {
-        let stack = StackConfig {
-            width: 192,
-            depth: 12,
-            heads: 12,
-            mlp_hidden: 768,
-        };
-        Self {
-            image_size: 256,
-            patch_size: 8,
-            latent_channels: 16,
-            encoder: stack,
-            decoder: stack,
-        }
+        let stack = StackConfig { width: 192, depth: 12, heads: 12, mlp_hidden: 768 };
+        Self { image_size: 256, patch_size: 8, latent_channels: 16, encoder: stack, decoder: stack }
     }
 
     /// Latent grid side (tokens per row).
@@ -108,9 +95,7 @@ impl VmaeConfig {
     /// Checks that the sizes fit together.
     pub fn validate(&self) -> Result<()> {
         if self.patch_size == 0 || self.latent_channels == 0 || self.image_size == 0 {
-            return Err(Error::Config(format!(
-                "VMAE sizes must be positive: {self:?}"
-            )));
+            return Err(Error::Config(format!("VMAE sizes must be positive: {self:?}")));
         }
         if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(Error::Config(format!(
@@ -142,12 +127,7 @@ impl DitConfig {
 
     /// The CelebA-HQ variant: one class, no null class, no qk-norm.
     pub fn b1_celeba() -> Self {
-        Self {
-            num_classes: 1,
-            null_class: false,
-            qk_norm: false,
-            ..Self::b1_imagenet()
-        }
+        Self { num_classes: 1, null_class: false, qk_norm: false, ..Self::b1_imagenet() }
     }
 
     /// Token grid side.
@@ -183,9 +163,7 @@ impl DitConfig {
             self.num_classes,
         ];
         if sizes.contains(&0) {
-            return Err(Error::Config(format!(
-                "DiT sizes must be positive: {self:?}"
-            )));
+            return Err(Error::Config(format!("DiT sizes must be positive: {self:?}")));
         }
         if !self.input_size.is_multiple_of(self.patch_size) {
             return Err(Error::Config(format!(
@@ -214,15 +192,9 @@ mod tests {
         assert_eq!((v.grid(), v.encoder.head_dim()), (32, 16));
         let d = DitConfig::b1_imagenet();
         d.validate().unwrap();
-        assert_eq!(
-            (d.grid(), d.head_dim(), d.label_rows(), d.null_label()),
-            (32, 64, 1001, Some(1000))
-        );
+        assert_eq!((d.grid(), d.head_dim(), d.label_rows(), d.null_label()), (32, 64, 1001, Some(1000)));
         let c = DitConfig::b1_celeba();
-        assert_eq!(
-            (c.label_rows(), c.null_label(), c.qk_norm),
-            (1, None, false)
-        );
+        assert_eq!((c.label_rows(), c.null_label(), c.qk_norm), (1, None, false));
     }
 
     #[test]
@@ -230,10 +202,7 @@ mod tests {
         let mut v = VmaeConfig::f8d16();
         v.encoder.heads = 7;
         assert!(matches!(v.validate(), Err(Error::Config(_))));
-        let d = DitConfig {
-            patch_size: 3,
-            ..DitConfig::b1_imagenet()
-        };
+        let d = DitConfig { patch_size: 3, ..DitConfig::b1_imagenet() };
         assert!(matches!(d.validate(), Err(Error::Config(_))));
     }
 }

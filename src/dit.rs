@@ -56,9 +56,7 @@ impl Block {
     fn load(l: &mut TensorLoader, name: &str, c: &DitConfig) -> Result<Self> {
         let d = c.hidden;
         let qk = |l: &mut TensorLoader, which: &str| -> Result<Option<RmsNorm>> {
-            c.qk_norm
-                .then(|| RmsNorm::load(l, &format!("{name}.attn.{which}"), c.head_dim(), RMS_EPS))
-                .transpose()
+            c.qk_norm.then(|| RmsNorm::load(l, &format!("{name}.attn.{which}"), c.head_dim(), RMS_EPS)).transpose()
         };
         Ok(Self {
             norm1: RmsNorm::load(l, &format!("{name}.norm1"), d, RMS_EPS)?,
@@ -73,29 +71,15 @@ impl Block {
 
     fn forward(&self, x: Tensor<3>, c: Tensor<2>, rope: &Rope) -> Tensor<3> {
         let m = split_modulation(self.ada_ln.forward(silu(c)), 6);
-        let [
-            shift_msa,
-            scale_msa,
-            gate_msa,
-            shift_mlp,
-            scale_mlp,
-            gate_mlp,
-        ] = m.try_into().expect("six chunks");
+        let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.try_into().expect("six chunks");
         let prepare = |q: Tensor<4>, k: Tensor<4>| {
             let q = self.q_norm.as_ref().map_or(q.clone(), |n| n.forward(q));
             let k = self.k_norm.as_ref().map_or(k.clone(), |n| n.forward(k));
             (rope.apply(q), rope.apply(k))
         };
-        let h = self.attn.forward(
-            modulate(self.norm1.forward(x.clone()), shift_msa, scale_msa),
-            prepare,
-        );
+        let h = self.attn.forward(modulate(self.norm1.forward(x.clone()), shift_msa, scale_msa), prepare);
         let x = x + gate_msa * h;
-        let h = self.mlp.forward(modulate(
-            self.norm2.forward(x.clone()),
-            shift_mlp,
-            scale_mlp,
-        ));
+        let h = self.mlp.forward(modulate(self.norm2.forward(x.clone()), shift_mlp, scale_mlp));
         x + gate_mlp * h
     }
 }
@@ -105,9 +89,7 @@ impl Block {
 pub fn timestep_features(t: &[f32]) -> Vec<f32> {
     let half = TIME_FEATURES / 2;
     let log_max = libm::log(10000.0) as f32;
-    let freqs: Vec<f32> = (0..half)
-        .map(|k| libm::expf(-log_max * k as f32 / half as f32))
-        .collect();
+    let freqs: Vec<f32> = (0..half).map(|k| libm::expf(-log_max * k as f32 / half as f32)).collect();
     let mut out = Vec::with_capacity(t.len() * TIME_FEATURES);
     for &ti in t {
         out.extend(freqs.iter().map(|&f| libm::cosf(ti * f)));
@@ -137,16 +119,8 @@ pub struct Dit {
 impl Dit {
     /// Loads a DiT pack onto `device`, strictly (see [`crate::Vmae::load`]).
     pub fn load(pack: &Pack, device: &Device) -> Result<Self> {
-        let PackModel::Dit {
-            config,
-            stats,
-            sampling,
-        } = &pack.model
-        else {
-            return Err(Error::WrongKind {
-                expected: "dit",
-                found: pack.model.kind().into(),
-            });
+        let PackModel::Dit { config, stats, sampling } = &pack.model else {
+            return Err(Error::WrongKind { expected: "dit", found: pack.model.kind().into() });
         };
         let c = *config;
         c.validate()?;
@@ -168,18 +142,10 @@ impl Dit {
                 cos: rope_table(&mut l, "feat_rope.freqs_cos")?,
                 sin: rope_table(&mut l, "feat_rope.freqs_sin")?,
             },
-            blocks: (0..c.depth)
-                .map(|i| Block::load(&mut l, &format!("blocks.{i}"), &c))
-                .collect::<Result<_>>()?,
+            blocks: (0..c.depth).map(|i| Block::load(&mut l, &format!("blocks.{i}"), &c)).collect::<Result<_>>()?,
             norm_final: RmsNorm::load(&mut l, "final_layer.norm_final", d, RMS_EPS)?,
             final_ada_ln: Linear::load(&mut l, "final_layer.adaLN_modulation.1", d, 2 * d, true)?,
-            final_linear: Linear::load(
-                &mut l,
-                "final_layer.linear",
-                d,
-                p * p * c.in_channels,
-                true,
-            )?,
+            final_linear: Linear::load(&mut l, "final_layer.linear", d, p * p * c.in_channels, true)?,
         };
         l.finish()?;
         Ok(model)
@@ -230,15 +196,10 @@ impl Dit {
             });
         }
         if t.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "DiT time input",
-            });
+            return Err(Error::NonFinite { what: "DiT time input" });
         }
         let device = x.device();
-        let features = Tensor::<2>::from_data(
-            TensorData::new(timestep_features(t), [b, TIME_FEATURES]),
-            &device,
-        );
+        let features = Tensor::<2>::from_data(TensorData::new(timestep_features(t), [b, TIME_FEATURES]), &device);
         let t_emb = self.t_mlp2.forward(silu(self.t_mlp0.forward(features)));
         let labels: Vec<i64> = y.iter().map(|&v| v as i64).collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device);
@@ -249,12 +210,8 @@ impl Dit {
             h = block.forward(h, cond.clone(), &self.rope);
         }
         let [shift, scale]: [Tensor<3>; 2] =
-            split_modulation(self.final_ada_ln.forward(silu(cond)), 2)
-                .try_into()
-                .expect("two chunks");
-        let h = self
-            .final_linear
-            .forward(modulate(self.norm_final.forward(h), shift, scale));
+            split_modulation(self.final_ada_ln.forward(silu(cond)), 2).try_into().expect("two chunks");
+        let h = self.final_linear.forward(modulate(self.norm_final.forward(h), shift, scale));
         Ok(unpatchify(h, c.grid(), c.patch_size, c.in_channels))
     }
 }

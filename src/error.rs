@@ -16,34 +16,19 @@ pub enum Error {
     /// The pack's metadata is missing a key or holds a value we cannot interpret.
     PackMetadata { key: String, reason: String },
     /// The pack is for another model kind than the one requested.
-    WrongKind {
-        expected: &'static str,
-        found: String,
-    },
+    WrongKind { expected: &'static str, found: String },
     /// A tensor the model needs is not in the pack.
     MissingTensor(String),
     /// The pack holds tensors the model does not use (strict loading refuses them).
     UnexpectedTensors(Vec<String>),
     /// A tensor has another shape than the configuration implies.
-    TensorShape {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
     /// A tensor has another element type than the pack declares.
-    TensorDtype {
-        name: String,
-        expected: String,
-        found: String,
-    },
+    TensorDtype { name: String, expected: String, found: String },
     /// A model configuration is inconsistent (e.g. width not divisible by heads).
     Config(String),
     /// An input has the wrong shape for the model it is fed to.
-    InputShape {
-        what: &'static str,
-        expected: String,
-        found: Vec<usize>,
-    },
+    InputShape { what: &'static str, expected: String, found: Vec<usize> },
     /// An input value is out of range (e.g. a class label beyond the label table).
     InputValue { what: &'static str, reason: String },
     /// A tensor that must be finite holds NaN or infinity.
@@ -68,18 +53,11 @@ impl fmt::Display for Error {
                 write!(f, "weight pack metadata `{key}`: {reason}")
             }
             Error::WrongKind { expected, found } => {
-                write!(
-                    f,
-                    "expected a {expected} weight pack, found a `{found}` pack"
-                )
+                write!(f, "expected a {expected} weight pack, found a `{found}` pack")
             }
             Error::MissingTensor(name) => write!(f, "weight pack lacks tensor `{name}`"),
             Error::UnexpectedTensors(names) => {
-                write!(
-                    f,
-                    "weight pack holds {} tensor(s) the model does not use: ",
-                    names.len()
-                )?;
+                write!(f, "weight pack holds {} tensor(s) the model does not use: ", names.len())?;
                 for (i, n) in names.iter().take(8).enumerate() {
                     write!(f, "{}`{n}`", if i > 0 { ", " } else { "" })?;
                 }
@@ -88,29 +66,14 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::TensorShape {
-                name,
-                expected,
-                found,
-            } => {
-                write!(
-                    f,
-                    "tensor `{name}` has shape {found:?}, expected {expected:?}"
-                )
+            Error::TensorShape { name, expected, found } => {
+                write!(f, "tensor `{name}` has shape {found:?}, expected {expected:?}")
             }
-            Error::TensorDtype {
-                name,
-                expected,
-                found,
-            } => {
+            Error::TensorDtype { name, expected, found } => {
                 write!(f, "tensor `{name}` is {found}, expected {expected}")
             }
             Error::Config(reason) => write!(f, "invalid model configuration: {reason}"),
-            Error::InputShape {
-                what,
-                expected,
-                found,
-            } => {
+            Error::InputShape { what, expected, found } => {
                 write!(f, "{what} has shape {found:?}, expected {expected}")
             }
             Error::InputValue { what, reason } => write!(f, "invalid {what}: {reason}"),
@@ -131,9 +94,6 @@ impl Error {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
         use alloc::string::ToString;
-        Error::Io {
-            path: path.display().to_string(),
-            reason: err.to_string(),
-        }
+        Error::Io { path: path.display().to_string(), reason: err.to_string() }
     }
 }

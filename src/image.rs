@@ -17,47 +17,27 @@ impl RgbImage {
     /// Checks that the buffer holds `width · height · 3` bytes.
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<Self> {
         if width.checked_mul(height).and_then(|n| n.checked_mul(3)) != Some(pixels.len()) {
-            return Err(Error::Image(format!(
-                "{} bytes for a {width}x{height} RGB image",
-                pixels.len()
-            )));
+            return Err(Error::Image(format!("{} bytes for a {width}x{height} RGB image", pixels.len())));
         }
-        Ok(Self {
-            width,
-            height,
-            pixels,
-        })
+        Ok(Self { width, height, pixels })
     }
 }
 
 /// Model input `[N, 3, H, W]` in `[-1, 1]` from same-sized images: `(v/255 − 0.5)/0.5` in f32,
 /// as `ToTensor` + `Normalize(0.5, 0.5)` compute it.
 pub fn images_to_tensor(images: &[RgbImage], device: &Device) -> Result<Tensor<4>> {
-    let first = images
-        .first()
-        .ok_or_else(|| Error::Image("no images given".into()))?;
+    let first = images.first().ok_or_else(|| Error::Image("no images given".into()))?;
     let (w, h) = (first.width, first.height);
     if images.iter().any(|im| im.width != w || im.height != h) {
-        return Err(Error::Image(
-            "images in one batch must have the same size".into(),
-        ));
+        return Err(Error::Image("images in one batch must have the same size".into()));
     }
     let mut values = Vec::with_capacity(images.len() * 3 * w * h);
     for im in images {
         for c in 0..3 {
-            values.extend(
-                im.pixels
-                    .iter()
-                    .skip(c)
-                    .step_by(3)
-                    .map(|&v| (v as f32 / 255.0 - 0.5) / 0.5),
-            );
+            values.extend(im.pixels.iter().skip(c).step_by(3).map(|&v| (v as f32 / 255.0 - 0.5) / 0.5));
         }
     }
-    Ok(Tensor::from_data(
-        TensorData::new(values, [images.len(), 3, h, w]),
-        device,
-    ))
+    Ok(Tensor::from_data(TensorData::new(values, [images.len(), 3, h, w]), device))
 }
 
 /// The official `decode_to_images` conversion: `clamp(127.5·x + 128, 0, 255)` truncated to u8.
@@ -77,17 +57,9 @@ pub fn tensor_to_images(pixels: Tensor<4>) -> Result<Vec<RgbImage>> {
         .map(|i| {
             let img = &values[i * 3 * plane..(i + 1) * 3 * plane];
             let pixels = (0..plane)
-                .flat_map(|p| {
-                    (0..3).map(move |ch| {
-                        (127.5f32 * img[ch * plane + p] + 128.0).clamp(0.0, 255.0) as u8
-                    })
-                })
+                .flat_map(|p| (0..3).map(move |ch| (127.5f32 * img[ch * plane + p] + 128.0).clamp(0.0, 255.0) as u8))
                 .collect();
-            RgbImage {
-                width: w,
-                height: h,
-                pixels,
-            }
+            RgbImage { width: w, height: h, pixels }
         })
         .collect())
 }
@@ -107,14 +79,10 @@ pub fn tensor_values<const D: usize>(t: Tensor<D>, what: &'static str) -> Result
 
 /// Lays images of equal size side by side in one row.
 pub fn horizontal_strip(images: &[RgbImage]) -> Result<RgbImage> {
-    let first = images
-        .first()
-        .ok_or_else(|| Error::Image("no images given".into()))?;
+    let first = images.first().ok_or_else(|| Error::Image("no images given".into()))?;
     let (w, h) = (first.width, first.height);
     if images.iter().any(|im| im.width != w || im.height != h) {
-        return Err(Error::Image(
-            "images in a strip must have the same size".into(),
-        ));
+        return Err(Error::Image("images in a strip must have the same size".into()));
     }
     let mut pixels = Vec::with_capacity(images.len() * w * h * 3);
     for row in 0..h {
@@ -145,9 +113,7 @@ mod png_io {
         let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
         let (w, h) = (reader.info().width, reader.info().height);
         if w > MAX_SIDE || h > MAX_SIDE {
-            return Err(bad(&format!(
-                "{w}x{h} exceeds the {MAX_SIDE}-pixel side limit"
-            )));
+            return Err(bad(&format!("{w}x{h} exceeds the {MAX_SIDE}-pixel side limit")));
         }
         let mut buf = vec![0; reader.output_buffer_size()];
         let frame = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
@@ -161,13 +127,7 @@ mod png_io {
         };
         let pixels = data
             .chunks_exact(channels)
-            .flat_map(|p| {
-                if channels < 3 {
-                    [p[0], p[0], p[0]]
-                } else {
-                    [p[0], p[1], p[2]]
-                }
-            })
+            .flat_map(|p| if channels < 3 { [p[0], p[0], p[0]] } else { [p[0], p[1], p[2]] })
             .collect();
         RgbImage::new(w as usize, h as usize, pixels)
     }
@@ -176,11 +136,7 @@ mod png_io {
     pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
         let bad = |e: png::EncodingError| Error::Image(format!("{}: {e}", path.display()));
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            image.width as u32,
-            image.height as u32,
-        );
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), image.width as u32, image.height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(bad)?;
@@ -215,16 +171,8 @@ mod tests {
 
     #[test]
     fn nan_pixels_are_an_error() {
-        let t = Tensor::<4>::from_data(
-            TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]),
-            &crate::device::cpu(),
-        );
-        assert_eq!(
-            tensor_to_images(t),
-            Err(Error::NonFinite {
-                what: "decoded pixels"
-            })
-        );
+        let t = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]), &crate::device::cpu());
+        assert_eq!(tensor_to_images(t), Err(Error::NonFinite { what: "decoded pixels" }));
     }
 
     #[test]
@@ -237,10 +185,7 @@ mod tests {
         assert_eq!(v[1], (10.0 / 255.0 - 0.5) / 0.5);
         assert_eq!(v[4], 1.0);
         assert_eq!(
-            tensor_to_images(
-                images_to_tensor(core::slice::from_ref(&im), &crate::device::cpu()).unwrap()
-            )
-            .unwrap()[0],
+            tensor_to_images(images_to_tensor(core::slice::from_ref(&im), &crate::device::cpu()).unwrap()).unwrap()[0],
             im
         );
     }

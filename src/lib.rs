@@ -28,6 +28,8 @@ extern crate std;
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod convert;
 pub mod device;
 pub mod dit;
 pub mod error;
@@ -35,6 +37,8 @@ pub mod image;
 pub mod nn;
 pub mod noise;
 pub mod npy;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod pack;
 pub mod sampler;
 pub mod vmae;

@@ -16,19 +16,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub(crate) fn load(
-        l: &mut TensorLoader,
-        name: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<Self> {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [d_in, d_out])?;
-        let bias = if bias {
-            Some(l.tensor(&format!("{name}.bias"), [d_out])?)
-        } else {
-            None
-        };
+        let bias = if bias { Some(l.tensor(&format!("{name}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
@@ -59,12 +49,7 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [c_out, c_in, kernel, kernel])?;
         let bias = l.tensor(&format!("{name}.bias"), [c_out])?;
-        Ok(Self {
-            weight,
-            bias,
-            stride,
-            padding,
-        })
+        Ok(Self { weight, bias, stride, padding })
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -90,12 +75,7 @@ impl LayerNorm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         with_f32(x, |x| {
-            layer_norm(
-                x,
-                self.weight.clone().cast(DType::F32),
-                Some(self.bias.clone().cast(DType::F32)),
-                self.eps,
-            )
+            layer_norm(x, self.weight.clone().cast(DType::F32), Some(self.bias.clone().cast(DType::F32)), self.eps)
         })
     }
 }
@@ -109,10 +89,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
-        Ok(Self {
-            weight: l.tensor(&format!("{name}.weight"), [dim])?,
-            eps,
-        })
+        Ok(Self { weight: l.tensor(&format!("{name}.weight"), [dim])?, eps })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -128,11 +105,7 @@ impl RmsNorm {
 /// neither overflow nor lose their low bits.
 fn with_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>) -> Tensor<D> {
     let dtype = x.dtype();
-    if dtype == DType::F32 {
-        f(x)
-    } else {
-        f(x.cast(DType::F32)).cast(dtype)
-    }
+    if dtype == DType::F32 { f(x) } else { f(x.cast(DType::F32)).cast(dtype) }
 }
 
 /// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection.
@@ -153,19 +126,11 @@ impl SelfAttention {
         })
     }
 
-    pub fn forward(
-        &self,
-        x: Tensor<3>,
-        prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>),
-    ) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>)) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
         // [B, N, 3·D] → [B, 3·H, N, hd]: rows are q heads, then k heads, then v heads.
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3 * h, d / h])
-            .swap_dims(1, 2);
+        let qkv = self.qkv.forward(x).reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
         let q = qkv.clone().narrow(1, 0, h);
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
@@ -183,12 +148,7 @@ pub struct GeluMlp {
 }
 
 impl GeluMlp {
-    pub(crate) fn load(
-        l: &mut TensorLoader,
-        name: &str,
-        dim: usize,
-        hidden: usize,
-    ) -> Result<Self> {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
         Ok(Self {
             fc1: Linear::load(l, &format!("{name}.fc1"), dim, hidden, true)?,
             fc2: Linear::load(l, &format!("{name}.fc2"), hidden, dim, true)?,
@@ -209,12 +169,7 @@ pub struct SwiGlu {
 }
 
 impl SwiGlu {
-    pub(crate) fn load(
-        l: &mut TensorLoader,
-        name: &str,
-        dim: usize,
-        hidden: usize,
-    ) -> Result<Self> {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
         Ok(Self {
             w12: Linear::load(l, &format!("{name}.w12"), dim, 2 * hidden, true)?,
             w3: Linear::load(l, &format!("{name}.w3"), hidden, dim, true)?,
@@ -233,9 +188,12 @@ impl SwiGlu {
 /// Tokens `[B, g·g, p·p·C]` (each token's values ordered `(p, q, c)`) → image `[B, C, g·p, g·p]`.
 pub fn unpatchify(x: Tensor<3>, grid: usize, patch: usize, channels: usize) -> Tensor<4> {
     let b = x.dims()[0];
-    x.reshape([b, grid, grid, patch, patch, channels])
-        .permute([0, 5, 1, 3, 2, 4])
-        .reshape([b, channels, grid * patch, grid * patch])
+    x.reshape([b, grid, grid, patch, patch, channels]).permute([0, 5, 1, 3, 2, 4]).reshape([
+        b,
+        channels,
+        grid * patch,
+        grid * patch,
+    ])
 }
 
 /// `[B, C, h, w]` → tokens `[B, h·w, C]` in row-major order.

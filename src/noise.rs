@@ -27,10 +27,7 @@ pub fn standard_normal_values(n: usize, seed: u64) -> Vec<f32> {
 /// A standard-normal tensor of `shape` drawn from `seed`.
 pub fn standard_normal<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
     let n = shape.iter().product();
-    Tensor::from_data(
-        TensorData::new(standard_normal_values(n, seed), shape),
-        device,
-    )
+    Tensor::from_data(TensorData::new(standard_normal_values(n, seed), shape), device)
 }
 
 #[cfg(test)]
@@ -46,9 +43,6 @@ mod tests {
         let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         // Standard errors: 1/sqrt(n) ≈ 0.003 for the mean, sqrt(2/n) ≈ 0.0045 for the variance.
-        assert!(
-            mean.abs() < 0.015 && (var - 1.0).abs() < 0.025,
-            "mean {mean} var {var}"
-        );
+        assert!(mean.abs() < 0.015 && (var - 1.0).abs() < 0.025, "mean {mean} var {var}");
     }
 }

@@ -30,58 +30,36 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(bad(format!("unsupported format version {v}"))),
     };
     if header_len > MAX_HEADER || start + header_len > bytes.len() {
-        return Err(bad(format!(
-            "header of {header_len} bytes does not fit the file"
-        )));
+        return Err(bad(format!("header of {header_len} bytes does not fit the file")));
     }
-    let header = core::str::from_utf8(&bytes[start..start + header_len])
-        .map_err(|_| bad("header is not valid text"))?;
+    let header =
+        core::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| bad("header is not valid text"))?;
     let descr = dict_value(header, "descr")?;
     let width = match descr.trim_matches(|c| c == '\'' || c == '"') {
         "<f2" => 2,
         "<f4" => 4,
         "<f8" => 8,
         other => {
-            return Err(bad(format!(
-                "unsupported dtype {other} (need little-endian f2, f4 or f8)"
-            )));
+            return Err(bad(format!("unsupported dtype {other} (need little-endian f2, f4 or f8)")));
         }
     };
     if dict_value(header, "fortran_order")?.trim() != "False" {
         return Err(bad("Fortran-order arrays are not supported"));
     }
     let shape = parse_shape(dict_value(header, "shape")?)?;
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad("shape overflows"))?;
+    let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let payload = &bytes[start + header_len..];
     if count.checked_mul(width) != Some(payload.len()) {
-        return Err(bad(format!(
-            "shape {shape:?} needs {count} values but {} bytes follow the header",
-            payload.len()
-        )));
+        return Err(bad(format!("shape {shape:?} needs {count} values but {} bytes follow the header", payload.len())));
     }
     let data = match width {
-        2 => payload
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        4 => payload
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        _ => payload
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
+        2 => payload.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        4 => payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        _ => payload.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
     };
     Ok(NpyArray { shape, data })
 }
@@ -89,33 +67,19 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
 /// The text after `'key':` up to the next top-level comma or closing brace.
 fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
     let pattern = format!("'{key}':");
-    let at = header
-        .find(&pattern)
-        .ok_or_else(|| bad(format!("header lacks '{key}'")))?;
+    let at = header.find(&pattern).ok_or_else(|| bad(format!("header lacks '{key}'")))?;
     let rest = header[at + pattern.len()..].trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|i| i + 1)
-    } else {
-        rest.find([',', '}'])
-    };
-    end.map(|e| &rest[..e])
-        .ok_or_else(|| bad(format!("unterminated '{key}'")))
+    let end = if rest.starts_with('(') { rest.find(')').map(|i| i + 1) } else { rest.find([',', '}']) };
+    end.map(|e| &rest[..e]).ok_or_else(|| bad(format!("unterminated '{key}'")))
 }
 
 fn parse_shape(text: &str) -> Result<Vec<usize>> {
-    let inner = text
-        .trim()
-        .strip_prefix('(')
-        .and_then(|t| t.strip_suffix(')'))
-        .ok_or_else(|| bad("bad shape"))?;
+    let inner = text.trim().strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(|| bad("bad shape"))?;
     inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| bad(format!("bad shape entry `{s}`")))
-        })
+        .map(|s| s.parse::<usize>().map_err(|_| bad(format!("bad shape entry `{s}`"))))
         .collect()
 }
 
@@ -125,11 +89,7 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
         return Err(bad(format!("{} values for shape {shape:?}", data.len())));
     }
     let dims: Vec<String> = shape.iter().map(|d| format!("{d}")).collect();
-    let shape_text = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
+    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
     while (10 + header.len() + 1) % 64 != 0 {
@@ -168,19 +128,8 @@ mod tests {
         let bytes = to_bytes(&[2, 1, 3], &[1.0, -2.0, 3.5, 0.0, 1e-8, 7.0]).unwrap();
         assert_eq!(bytes.len() % 64, 6 * 4);
         let a = parse(&bytes).unwrap();
-        assert_eq!(
-            a,
-            NpyArray {
-                shape: vec![2, 1, 3],
-                data: vec![1.0, -2.0, 3.5, 0.0, 1e-8, 7.0]
-            }
-        );
-        assert_eq!(
-            parse(&to_bytes(&[3], &[1.0, 2.0, 3.0]).unwrap())
-                .unwrap()
-                .shape,
-            vec![3]
-        );
+        assert_eq!(a, NpyArray { shape: vec![2, 1, 3], data: vec![1.0, -2.0, 3.5, 0.0, 1e-8, 7.0] });
+        assert_eq!(parse(&to_bytes(&[3], &[1.0, 2.0, 3.0]).unwrap()).unwrap().shape, vec![3]);
     }
 
     fn with_header(header: &str, payload: &[u8]) -> Vec<u8> {
@@ -193,14 +142,8 @@ mod tests {
 
     #[test]
     fn parses_numpy_written_header_and_f8() {
-        let payload: Vec<u8> = [0.25f64, -4.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let bytes = with_header(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }    \n",
-            &payload,
-        );
+        let payload: Vec<u8> = [0.25f64, -4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes = with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }    \n", &payload);
         assert_eq!(parse(&bytes).unwrap().data, vec![0.25, -4.0]);
     }
 
@@ -208,10 +151,7 @@ mod tests {
     fn damaged_files_are_errors() {
         let good = to_bytes(&[4], &[1.0; 4]).unwrap();
         for cut in [0, 5, 9, 20, good.len() - 1] {
-            assert!(
-                matches!(parse(&good[..cut]), Err(Error::Npy(_))),
-                "cut at {cut}"
-            );
+            assert!(matches!(parse(&good[..cut]), Err(Error::Npy(_))), "cut at {cut}");
         }
         let cases = [
             "{'descr': '<f4', 'fortran_order': False, 'shape': (4000000000000, 4000000000000), }",
@@ -222,10 +162,7 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False}",
         ];
         for header in cases {
-            assert!(
-                matches!(parse(&with_header(header, &[0; 16])), Err(Error::Npy(_))),
-                "{header}"
-            );
+            assert!(matches!(parse(&with_header(header, &[0; 16])), Err(Error::Npy(_))), "{header}");
         }
     }
 }

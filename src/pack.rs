@@ -76,10 +76,7 @@ pub struct LatentStats {
 impl LatentStats {
     /// Checks the channel count and that every value is finite (and every std positive).
     pub fn validate(&self, channels: usize) -> Result<()> {
-        let bad = |reason: String| Error::PackMetadata {
-            key: "ldmae.latent_stats".into(),
-            reason,
-        };
+        let bad = |reason: String| Error::PackMetadata { key: "ldmae.latent_stats".into(), reason };
         if self.mean.len() != channels || self.std.len() != channels {
             return Err(bad(format!(
                 "{} means and {} stds for {channels} latent channels",
@@ -87,9 +84,7 @@ impl LatentStats {
                 self.std.len()
             )));
         }
-        if self.mean.iter().any(|v| !v.is_finite())
-            || self.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
-        {
+        if self.mean.iter().any(|v| !v.is_finite()) || self.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(bad("statistics must be finite with positive std".into()));
         }
         Ok(())
@@ -109,11 +104,7 @@ pub struct SamplingDefaults {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackModel {
     Vmae(VmaeConfig),
-    Dit {
-        config: DitConfig,
-        stats: LatentStats,
-        sampling: Option<SamplingDefaults>,
-    },
+    Dit { config: DitConfig, stats: LatentStats, sampling: Option<SamplingDefaults> },
 }
 
 impl PackModel {
@@ -147,8 +138,7 @@ fn pack_err(e: burn_pack::Error) -> Error {
 impl Pack {
     /// Parses a pack held in memory (e.g. from `include_bytes!`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-            .map_err(pack_err)?;
+        let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(pack_err)?;
         Self::from_reader(reader)
     }
 
@@ -175,48 +165,29 @@ impl Pack {
         if version != FORMAT_VERSION {
             return Err(Error::PackMetadata {
                 key: "ldmae.format".into(),
-                reason: format!(
-                    "unsupported version `{version}` (this build reads {FORMAT_VERSION})"
-                ),
+                reason: format!("unsupported version `{version}` (this build reads {FORMAT_VERSION})"),
             });
         }
         let dtype: PackDtype = get("ldmae.dtype")?.parse()?;
-        let model = parse_model(
-            get("ldmae.kind")?,
-            &|k| get(k).cloned(),
-            meta.get("ldmae.sampling"),
-        )?;
+        let model = parse_model(get("ldmae.kind")?, &|k| get(k).cloned(), meta.get("ldmae.sampling"))?;
         let tensors = reader.into_tensors().map_err(pack_err)?;
         let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-        Ok(Self {
-            model,
-            dtype,
-            source: meta.get("ldmae.source").cloned(),
-            tensors,
-        })
+        Ok(Self { model, dtype, source: meta.get("ldmae.source").cloned(), tensors })
     }
 
     /// Names and shapes of all tensors, sorted by name.
     pub fn tensor_shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.tensors
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.shape.as_slice()))
+        self.tensors.iter().map(|(n, t)| (n.as_str(), t.shape.as_slice()))
     }
 
     /// Total element count of all tensors.
     pub fn num_elements(&self) -> usize {
-        self.tensors
-            .values()
-            .map(|t| t.shape.as_slice().iter().product::<usize>())
-            .sum()
+        self.tensors.values().map(|t| t.shape.as_slice().iter().product::<usize>()).sum()
     }
 
     /// Reads one tensor as f32 values, checking its shape and element type.
     pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let t = self.tensors.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
         if t.shape.as_slice() != shape {
             return Err(Error::TensorShape {
                 name: name.into(),
@@ -231,39 +202,21 @@ impl Pack {
                 found: format!("{:?}", t.dtype),
             });
         }
-        let bytes = t
-            .to_bytes()
-            .map_err(|e| Error::PackFormat(format!("tensor `{name}`: {e}")))?;
+        let bytes = t.to_bytes().map_err(|e| Error::PackFormat(format!("tensor `{name}`: {e}")))?;
         let values: Vec<f32> = match self.dtype {
-            PackDtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            PackDtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            PackDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            PackDtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         };
         if values.len() != shape.iter().product::<usize>() {
-            return Err(Error::PackFormat(format!(
-                "tensor `{name}` has {} bytes for shape {shape:?}",
-                bytes.len()
-            )));
+            return Err(Error::PackFormat(format!("tensor `{name}` has {} bytes for shape {shape:?}", bytes.len())));
         }
         Ok(values)
     }
 }
 
-fn parse_model(
-    kind: &str,
-    get: &dyn Fn(&str) -> Result<String>,
-    sampling: Option<&String>,
-) -> Result<PackModel> {
+fn parse_model(kind: &str, get: &dyn Fn(&str) -> Result<String>, sampling: Option<&String>) -> Result<PackModel> {
     fn json<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
-        serde_json::from_str(text).map_err(|e| Error::PackMetadata {
-            key: key.into(),
-            reason: e.to_string(),
-        })
+        serde_json::from_str(text).map_err(|e| Error::PackMetadata { key: key.into(), reason: e.to_string() })
     }
     match kind {
         "vmae" => {
@@ -277,16 +230,9 @@ fn parse_model(
             let stats: LatentStats = json("ldmae.latent_stats", &get("ldmae.latent_stats")?)?;
             stats.validate(config.in_channels)?;
             let sampling = sampling.map(|s| json("ldmae.sampling", s)).transpose()?;
-            Ok(PackModel::Dit {
-                config,
-                stats,
-                sampling,
-            })
+            Ok(PackModel::Dit { config, stats, sampling })
         }
-        other => Err(Error::PackMetadata {
-            key: "ldmae.kind".into(),
-            reason: format!("unknown model kind `{other}`"),
-        }),
+        other => Err(Error::PackMetadata { key: "ldmae.kind".into(), reason: format!("unknown model kind `{other}`") }),
     }
 }
 
@@ -301,38 +247,21 @@ pub struct PackWriter {
 impl PackWriter {
     /// Starts a pack for `model`, storing tensors as `dtype`.
     pub fn new(model: PackModel, dtype: PackDtype, source: impl Into<String>) -> Self {
-        Self {
-            model,
-            dtype,
-            source: source.into(),
-            tensors: Vec::new(),
-        }
+        Self { model, dtype, source: source.into(), tensors: Vec::new() }
     }
 
     /// Adds a tensor given in pack layout (see [`pack_layout`]).
     pub fn add(&mut self, name: impl Into<String>, shape: &[usize], values: &[f32]) -> Result<()> {
         let name = name.into();
         if shape.iter().product::<usize>() != values.len() {
-            return Err(Error::TensorShape {
-                name,
-                expected: shape.to_vec(),
-                found: alloc::vec![values.len()],
-            });
+            return Err(Error::TensorShape { name, expected: shape.to_vec(), found: alloc::vec![values.len()] });
         }
         let bytes: Vec<u8> = match self.dtype {
             PackDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            PackDtype::F16 => values
-                .iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
+            PackDtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
         };
-        let tensor = burn_pack::Tensor::new(
-            name,
-            self.dtype.burn(),
-            shape.to_vec(),
-            None,
-            Bytes::from_bytes_vec(bytes),
-        );
+        let tensor =
+            burn_pack::Tensor::new(name, self.dtype.burn(), shape.to_vec(), None, Bytes::from_bytes_vec(bytes));
         self.tensors.push(tensor);
         Ok(())
     }
@@ -345,11 +274,7 @@ impl PackWriter {
             .with_metadata("ldmae.source", &self.source);
         match &self.model {
             PackModel::Vmae(c) => w = w.with_metadata("ldmae.config", &to_json(c)?),
-            PackModel::Dit {
-                config,
-                stats,
-                sampling,
-            } => {
+            PackModel::Dit { config, stats, sampling } => {
                 w = w
                     .with_metadata("ldmae.config", &to_json(config)?)
                     .with_metadata("ldmae.latent_stats", &to_json(stats)?);
@@ -374,10 +299,7 @@ impl PackWriter {
             .auto_extension(false)
             .overwrite(true)
             .write_to_file(path)
-            .map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| Error::Io { path: path.display().to_string(), reason: e.to_string() })
     }
 }
 
@@ -395,40 +317,19 @@ pub(crate) struct TensorLoader<'a> {
 
 impl<'a> TensorLoader<'a> {
     pub(crate) fn new(pack: &'a Pack, device: &'a Device) -> Self {
-        Self {
-            pack,
-            device,
-            used: BTreeSet::new(),
-        }
+        Self { pack, device, used: BTreeSet::new() }
     }
 
     /// The tensor `name`, which must have exactly `shape`.
-    pub(crate) fn tensor<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Result<Tensor<D>> {
+    pub(crate) fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
         let values = self.pack.read_f32(name, &shape)?;
         self.used.insert(name.to_string());
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
     }
 
     /// Fails if the pack holds tensors that were never requested.
     pub(crate) fn finish(self) -> Result<()> {
-        let unused: Vec<String> = self
-            .pack
-            .tensors
-            .keys()
-            .filter(|n| !self.used.contains(*n))
-            .cloned()
-            .collect();
-        if unused.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::UnexpectedTensors(unused))
-        }
+        let unused: Vec<String> = self.pack.tensors.keys().filter(|n| !self.used.contains(*n)).cloned().collect();
+        if unused.is_empty() { Ok(()) } else { Err(Error::UnexpectedTensors(unused)) }
     }
 }

@@ -28,13 +28,7 @@ pub struct SamplerConfig {
 impl Default for SamplerConfig {
     /// The official ImageNet settings: 249 steps, shift 0.3, CFG 10 on channels 0..2 from t = 0.1.
     fn default() -> Self {
-        Self {
-            steps: 249,
-            shift: 0.3,
-            cfg_scale: 10.0,
-            cfg_interval_start: 0.1,
-            cfg_channels: vec![0, 1, 2],
-        }
+        Self { steps: 249, shift: 0.3, cfg_scale: 10.0, cfg_interval_start: 0.1, cfg_channels: vec![0, 1, 2] }
     }
 }
 
@@ -55,15 +49,7 @@ impl From<&SamplingDefaults> for SamplerConfig {
 fn linspace(n: usize) -> Vec<f32> {
     let step = 1.0f32 / (n - 1) as f32;
     let half = n / 2;
-    (0..n)
-        .map(|i| {
-            if i < half {
-                step * i as f32
-            } else {
-                1.0 - step * (n - 1 - i) as f32
-            }
-        })
-        .collect()
+    (0..n).map(|i| if i < half { step * i as f32 } else { 1.0 - step * (n - 1 - i) as f32 }).collect()
 }
 
 impl SamplerConfig {
@@ -72,34 +58,22 @@ impl SamplerConfig {
         let grid = linspace(self.steps + 1);
         if self.shift > 0.0 {
             let s = self.shift;
-            grid.into_iter()
-                .map(|t| s * t / (1.0 + (s - 1.0) * t))
-                .collect()
+            grid.into_iter().map(|t| s * t / (1.0 + (s - 1.0) * t)).collect()
         } else {
             grid
         }
     }
 
     fn validate(&self, channels: usize) -> Result<()> {
-        let bad = |reason| {
-            Err(Error::InputValue {
-                what: "sampler settings",
-                reason,
-            })
-        };
+        let bad = |reason| Err(Error::InputValue { what: "sampler settings", reason });
         if self.steps == 0 {
             return bad("at least one step is needed".into());
         }
-        if ![self.shift, self.cfg_scale, self.cfg_interval_start]
-            .iter()
-            .all(|v| v.is_finite())
-        {
+        if ![self.shift, self.cfg_scale, self.cfg_interval_start].iter().all(|v| v.is_finite()) {
             return bad("shift, cfg scale and cfg interval must be finite".into());
         }
         if let Some(c) = self.cfg_channels.iter().find(|&&c| c >= channels) {
-            return bad(format!(
-                "guidance channel {c} does not exist in a {channels}-channel latent"
-            ));
+            return bad(format!("guidance channel {c} does not exist in a {channels}-channel latent"));
         }
         Ok(())
     }
@@ -129,32 +103,22 @@ pub fn sample(
         (true, None) => {
             return Err(Error::InputValue {
                 what: "cfg scale",
-                reason: "this model has no null class, so guidance (scale > 1) is impossible"
-                    .into(),
+                reason: "this model has no null class, so guidance (scale > 1) is impossible".into(),
             });
         }
         (_, null) => null.unwrap_or(0),
     };
     let device = z0.device();
     let mask: Vec<bool> = (0..ch).map(|i| config.cfg_channels.contains(&i)).collect();
-    let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, ch, 1, 1]), &device)
-        .expand([b, ch, h, w]);
-    let doubled: Vec<usize> = labels
-        .iter()
-        .copied()
-        .chain(core::iter::repeat_n(null, b))
-        .collect();
+    let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, ch, 1, 1]), &device).expand([b, ch, h, w]);
+    let doubled: Vec<usize> = labels.iter().copied().chain(core::iter::repeat_n(null, b)).collect();
 
     let grid = config.time_grid();
     let mut x = z0;
     for k in 0..config.steps {
         let t = grid[k];
         let v = if guided && t >= config.cfg_interval_start {
-            let both = dit.forward(
-                Tensor::cat(vec![x.clone(), x.clone()], 0),
-                &vec![t; 2 * b],
-                &doubled,
-            )?;
+            let both = dit.forward(Tensor::cat(vec![x.clone(), x.clone()], 0), &vec![t; 2 * b], &doubled)?;
             let cond = both.clone().narrow(0, 0, b);
             let uncond = both.narrow(0, b, b);
             let g = uncond.clone() + (cond.clone() - uncond) * config.cfg_scale;
@@ -177,11 +141,7 @@ mod tests {
 
     #[test]
     fn grid_has_steps_plus_one_points_and_shift_keeps_the_ends() {
-        let g = SamplerConfig {
-            steps: 249,
-            ..Default::default()
-        }
-        .time_grid();
+        let g = SamplerConfig { steps: 249, ..Default::default() }.time_grid();
         assert_eq!(g.len(), 250);
         assert_eq!((g[0], g[249]), (0.0, 1.0));
         // First step 0.00121 (spec §4.2). The last is 1 − shift(248/249) = 0.013263 (the
@@ -191,12 +151,7 @@ mod tests {
         assert!(((g[249] - g[248]) as f64 - (1.0 - shifted(248.0 / 249.0))).abs() < 1e-6);
         // 68 of the 249 steps start below t = 0.1.
         assert_eq!(g[..249].iter().filter(|&&t| t < 0.1).count(), 68);
-        let plain = SamplerConfig {
-            steps: 4,
-            shift: 0.0,
-            ..Default::default()
-        }
-        .time_grid();
+        let plain = SamplerConfig { steps: 4, shift: 0.0, ..Default::default() }.time_grid();
         assert_eq!(plain, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
     }
 }

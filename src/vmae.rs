@@ -2,9 +2,7 @@
 
 use crate::config::{StackConfig, VmaeConfig};
 use crate::error::{Error, Result};
-use crate::nn::{
-    Conv2d, GeluMlp, LayerNorm, Linear, SelfAttention, from_tokens, to_tokens, unpatchify,
-};
+use crate::nn::{Conv2d, GeluMlp, LayerNorm, Linear, SelfAttention, from_tokens, to_tokens, unpatchify};
 use crate::pack::{Pack, PackModel, TensorLoader};
 use alloc::format;
 use alloc::vec::Vec;
@@ -38,9 +36,7 @@ impl Block {
 }
 
 fn load_stack(l: &mut TensorLoader, prefix: &str, c: &StackConfig) -> Result<Vec<Block>> {
-    (0..c.depth)
-        .map(|i| Block::load(l, &format!("{prefix}.{i}"), c))
-        .collect()
+    (0..c.depth).map(|i| Block::load(l, &format!("{prefix}.{i}"), c)).collect()
 }
 
 /// The diagonal Gaussian posterior of an encoded image, each `[B, C, h, w]`.
@@ -107,19 +103,11 @@ impl Vmae {
     /// shape and type, and nothing else may be in the pack.
     pub fn load(pack: &Pack, device: &Device) -> Result<Self> {
         let PackModel::Vmae(config) = &pack.model else {
-            return Err(Error::WrongKind {
-                expected: "vmae",
-                found: pack.model.kind().into(),
-            });
+            return Err(Error::WrongKind { expected: "vmae", found: pack.model.kind().into() });
         };
         let c = *config;
         c.validate()?;
-        let (e, d, n, p) = (
-            c.encoder.width,
-            c.decoder.width,
-            c.grid() * c.grid(),
-            c.patch_size,
-        );
+        let (e, d, n, p) = (c.encoder.width, c.decoder.width, c.grid() * c.grid(), c.patch_size);
         let mut l = TensorLoader::new(pack, device);
         let model = Self {
             config: c,
@@ -180,9 +168,7 @@ impl Vmae {
                 found: dims.to_vec(),
             });
         }
-        let x = self
-            .decoder_embed
-            .forward(self.from_latent.forward(to_tokens(latents)));
+        let x = self.decoder_embed.forward(self.from_latent.forward(to_tokens(latents)));
         let mut x = x + self.decoder_pos_embed.clone();
         for block in &self.decoder_blocks {
             x = block.forward(x);

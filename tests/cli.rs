@@ -4,7 +4,8 @@
 mod common;
 
 use common::{Fixture, Tol, max_abs_diff, repo_path};
-use ldmae::checkpoint::{VmaeOverrides, convert_dit, convert_vmae};
+use ldmae::checkpoint::latent_stats;
+use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
 use ldmae::{PackDtype, image, npy};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,58 +23,34 @@ fn env(name: &str) -> Env {
     std::fs::create_dir_all(&dir).unwrap();
     let vmae = dir.join("vmae.pack");
     let dit = dir.join("dit.pack");
-    let bytes = convert_vmae(
-        &fixture.path("vmae.pth"),
-        PackDtype::F32,
-        VmaeOverrides::default(),
-    )
-    .unwrap();
+    let bytes = convert_vmae(&fixture.path("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
     std::fs::write(&vmae, bytes).unwrap();
     let bytes = convert_dit(
         &fixture.path("dit.pt"),
-        &fixture.path("latents_stats.pt"),
+        Some(latent_stats(&fixture.path("latents_stats.pt")).unwrap()),
         PackDtype::F32,
     )
     .unwrap();
     std::fs::write(&dit, bytes).unwrap();
-    Env {
-        fixture,
-        dir,
-        vmae,
-        dit,
-    }
+    Env { fixture, dir, vmae, dit }
 }
 
 fn ldmae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ldmae"))
-        .args(args)
-        .output()
-        .expect("runs ldmae")
+    Command::new(env!("CARGO_BIN_EXE_ldmae")).args(args).output().expect("runs ldmae")
 }
 
 fn ok(args: &[&str]) -> Output {
     let out = ldmae(args);
-    assert!(
-        out.status.success(),
-        "ldmae {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ldmae {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 fn fails(args: &[&str], needle: &str) {
     let out = ldmae(args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "ldmae {args:?} should fail: {err}"
-    );
+    assert_eq!(out.status.code(), Some(1), "ldmae {args:?} should fail: {err}");
     assert!(!err.contains("panicked"), "ldmae {args:?} panicked: {err}");
-    assert!(
-        err.contains(needle),
-        "ldmae {args:?}: expected `{needle}` in: {err}"
-    );
+    assert!(err.contains(needle), "ldmae {args:?}: expected `{needle}` in: {err}");
 }
 
 fn s(p: &std::path::Path) -> &str {
@@ -85,14 +62,7 @@ fn encode_decode_and_sample_match_the_reference() {
     let e = env("roundtrip");
     let f = &e.fixture;
     let latent = e.dir.join("latent.npy");
-    ok(&[
-        "encode",
-        "--vmae",
-        s(&e.vmae),
-        s(&f.path("image.png")),
-        "-o",
-        s(&latent),
-    ]);
+    ok(&["encode", "--vmae", s(&e.vmae), s(&f.path("image.png")), "-o", s(&latent)]);
     let ours = npy::read(&latent).unwrap();
     let theirs = f.npy("enc_mean.npy");
     assert_eq!(ours.shape, theirs.shape);
@@ -101,61 +71,25 @@ fn encode_decode_and_sample_match_the_reference() {
     // Posterior sampling is seeded: same seed, same latent; another seed, another latent.
     let sample = |seed: &str, name: &str| {
         let path = e.dir.join(name);
-        ok(&[
-            "encode",
-            "--vmae",
-            s(&e.vmae),
-            s(&f.path("image.png")),
-            "-o",
-            s(&path),
-            "--sample",
-            "--seed",
-            seed,
-        ]);
+        ok(&["encode", "--vmae", s(&e.vmae), s(&f.path("image.png")), "-o", s(&path), "--sample", "--seed", seed]);
         npy::read(&path).unwrap().data
     };
-    let (a, b, c) = (
-        sample("3", "a.npy"),
-        sample("3", "b.npy"),
-        sample("4", "c.npy"),
-    );
+    let (a, b, c) = (sample("3", "a.npy"), sample("3", "b.npy"), sample("4", "c.npy"));
     assert_eq!(a, b);
     assert_ne!(a, c);
 
     let png = e.dir.join("dec.png");
     let raw = e.dir.join("dec.npy");
-    ok(&[
-        "decode",
-        "--vmae",
-        s(&e.vmae),
-        s(&f.path("dec_latent.npy")),
-        "-o",
-        s(&png),
-        "--raw",
-        s(&raw),
-    ]);
+    ok(&["decode", "--vmae", s(&e.vmae), s(&f.path("dec_latent.npy")), "-o", s(&png), "--raw", s(&raw)]);
     let raw = npy::read(&raw).unwrap();
-    assert!(
-        max_abs_diff(&raw.data, &f.npy("dec_pixels.npy").data)
-            <= f.tolerance("dec_pixels", Tol::F32)
-    );
+    assert!(max_abs_diff(&raw.data, &f.npy("dec_pixels.npy").data) <= f.tolerance("dec_pixels", Tol::F32));
     let ours = image::read_png(&png).unwrap();
     let theirs = image::read_png(&f.path("dec_image.png")).unwrap();
     assert_eq!((ours.width, ours.height), (theirs.width, theirs.height));
-    assert!(
-        ours.pixels
-            .iter()
-            .zip(&theirs.pixels)
-            .all(|(a, b)| a.abs_diff(*b) <= 1)
-    );
+    assert!(ours.pixels.iter().zip(&theirs.pixels).all(|(a, b)| a.abs_diff(*b) <= 1));
 
     let s_ = &f.manifest["sample"];
-    let labels: Vec<String> = s_["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+    let labels: Vec<String> = s_["labels"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
     let out = e.dir.join("sample.png");
     let z = e.dir.join("z.npy");
     ok(&[
@@ -190,10 +124,7 @@ fn encode_decode_and_sample_match_the_reference() {
 
     let info = ok(&["info", s(&e.dit)]);
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(
-        text.contains("dit") && text.contains("latent std"),
-        "{text}"
-    );
+    assert!(text.contains("dit") && text.contains("latent std"), "{text}");
     let info = ok(&["info", s(&f.path("vmae.pth"))]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("VMAE"));
     std::fs::remove_dir_all(&e.dir).ok();
@@ -205,108 +136,27 @@ fn bad_input_exits_with_a_message() {
     let f = &e.fixture;
     let out = e.dir.join("out.npy");
     // A pack of the wrong kind.
-    fails(
-        &[
-            "encode",
-            "--vmae",
-            s(&e.dit),
-            s(&f.path("image.png")),
-            "-o",
-            s(&out),
-        ],
-        "expected a vmae weight pack",
-    );
+    fails(&["encode", "--vmae", s(&e.dit), s(&f.path("image.png")), "-o", s(&out)], "expected a vmae weight pack");
     // A truncated pack.
     let bytes = std::fs::read(&e.vmae).unwrap();
     let cut = e.dir.join("cut.pack");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    fails(
-        &[
-            "encode",
-            "--vmae",
-            s(&cut),
-            s(&f.path("image.png")),
-            "-o",
-            s(&out),
-        ],
-        "invalid weight pack",
-    );
+    fails(&["encode", "--vmae", s(&cut), s(&f.path("image.png")), "-o", s(&out)], "invalid weight pack");
     // An image of the wrong size for the fixed-grid model.
     let big = e.dir.join("big.png");
-    image::write_png(
-        &big,
-        &image::RgbImage::new(40, 32, vec![7; 40 * 32 * 3]).unwrap(),
-    )
-    .unwrap();
-    fails(
-        &["encode", "--vmae", s(&e.vmae), s(&big), "-o", s(&out)],
-        "fixed input size",
-    );
+    image::write_png(&big, &image::RgbImage::new(40, 32, vec![7; 40 * 32 * 3]).unwrap()).unwrap();
+    fails(&["encode", "--vmae", s(&e.vmae), s(&big), "-o", s(&out)], "fixed input size");
     // Not a PNG, a missing file, a latent of the wrong shape, noise of the wrong shape.
-    fails(
-        &[
-            "encode",
-            "--vmae",
-            s(&e.vmae),
-            s(&f.path("dit_v.npy")),
-            "-o",
-            s(&out),
-        ],
-        "image error",
-    );
-    fails(
-        &[
-            "decode",
-            "--vmae",
-            s(&e.vmae),
-            s(&e.dir.join("nope.npy")),
-            "-o",
-            s(&out),
-        ],
-        "nope.npy",
-    );
-    fails(
-        &[
-            "decode",
-            "--vmae",
-            s(&e.vmae),
-            s(&f.path("image.npy")),
-            "-o",
-            s(&out),
-        ],
-        "VMAE latent has shape",
-    );
-    let sample = [
-        "sample",
-        "--dit",
-        s(&e.dit),
-        "--vmae",
-        s(&e.vmae),
-        "--steps",
-        "1",
-        "-o",
-        s(&out),
-    ];
-    fails(
-        &[
-            &sample[..],
-            &["--class", "3", "--noise", s(&f.path("sample_noise.npy"))],
-        ]
-        .concat(),
-        "initial noise",
-    );
+    fails(&["encode", "--vmae", s(&e.vmae), s(&f.path("dit_v.npy")), "-o", s(&out)], "image error");
+    fails(&["decode", "--vmae", s(&e.vmae), s(&e.dir.join("nope.npy")), "-o", s(&out)], "nope.npy");
+    fails(&["decode", "--vmae", s(&e.vmae), s(&f.path("image.npy")), "-o", s(&out)], "VMAE latent has shape");
+    let sample = ["sample", "--dit", s(&e.dit), "--vmae", s(&e.vmae), "--steps", "1", "-o", s(&out)];
+    fails(&[&sample[..], &["--class", "3", "--noise", s(&f.path("sample_noise.npy"))]].concat(), "initial noise");
     fails(&[&sample[..], &["--class", "99"]].concat(), "class label");
-    // A checkpoint where a pack is expected, and garbage for `info`.
+    // A DiT checkpoint where a VMAE is expected, and garbage for `info`.
     fails(
-        &[
-            "decode",
-            "--vmae",
-            s(&f.path("vmae.pth")),
-            s(&f.path("dec_latent.npy")),
-            "-o",
-            s(&out),
-        ],
-        "weight pack",
+        &["decode", "--vmae", s(&f.path("dit.pt")), s(&f.path("dec_latent.npy")), "-o", s(&out)],
+        "like a LightningDiT",
     );
     let junk = e.dir.join("junk.bin");
     std::fs::write(&junk, b"\x80\x02garbage that is not a pickle").unwrap();

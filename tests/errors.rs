@@ -4,7 +4,8 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::repo_path;
-use ldmae::checkpoint::{VmaeOverrides, convert_dit, convert_vmae};
+use ldmae::checkpoint::latent_stats;
+use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
 use ldmae::pack::{Pack, PackModel, PackWriter};
 use ldmae::{Dit, Error, PackDtype, SamplerConfig, Vmae, device, sampler};
 use std::path::PathBuf;
@@ -13,22 +14,19 @@ fn fixture(name: &str) -> PathBuf {
     repo_path("tests/fixtures/tiny").join(name)
 }
 
+fn stats() -> ldmae::LatentStats {
+    latent_stats(&fixture("latents_stats.pt")).unwrap()
+}
+
 fn vmae_pack_bytes() -> Vec<u8> {
-    convert_vmae(
-        &fixture("vmae.pth"),
-        PackDtype::F32,
-        VmaeOverrides::default(),
-    )
-    .unwrap()
+    convert_vmae(&fixture("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap()
 }
 
 /// Rebuilds the tiny VMAE pack with `edit` applied to its (name, shape, values) list.
 fn edited_vmae_pack(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
     let pack = Pack::from_bytes(&vmae_pack_bytes()).unwrap();
-    let mut tensors: Vec<_> = pack
-        .tensor_shapes()
-        .map(|(n, s)| (n.to_string(), s.to_vec(), pack.read_f32(n, s).unwrap()))
-        .collect();
+    let mut tensors: Vec<_> =
+        pack.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec(), pack.read_f32(n, s).unwrap())).collect();
     edit(&mut tensors);
     let mut w = PackWriter::new(pack.model.clone(), PackDtype::F32, "test");
     for (n, s, v) in tensors {
@@ -69,16 +67,10 @@ fn truncated_or_flipped_packs_are_format_errors() {
 #[test]
 fn strict_loading_names_the_tensor() {
     let missing = edited_vmae_pack(|t| t.retain(|(n, _, _)| n != "blocks.1.mlp.fc2.bias"));
-    assert_eq!(
-        load_vmae(&missing).unwrap_err(),
-        Error::MissingTensor("blocks.1.mlp.fc2.bias".into())
-    );
+    assert_eq!(load_vmae(&missing).unwrap_err(), Error::MissingTensor("blocks.1.mlp.fc2.bias".into()));
 
     let extra = edited_vmae_pack(|t| t.push(("mask_token".into(), vec![1, 1, 32], vec![0.0; 32])));
-    assert_eq!(
-        load_vmae(&extra).unwrap_err(),
-        Error::UnexpectedTensors(vec!["mask_token".into()])
-    );
+    assert_eq!(load_vmae(&extra).unwrap_err(), Error::UnexpectedTensors(vec!["mask_token".into()]));
 
     let reshaped = edited_vmae_pack(|t| {
         let e = t.iter_mut().find(|(n, _, _)| n == "pos_embed").unwrap();
@@ -94,24 +86,14 @@ fn strict_loading_names_the_tensor() {
 fn wrong_dtype_version_and_kind_are_refused() {
     // A tensor stored as f16 in a pack that declares f32.
     let pack = Pack::from_bytes(&vmae_pack_bytes()).unwrap();
-    let PackModel::Vmae(config) = pack.model.clone() else {
-        unreachable!()
-    };
+    let PackModel::Vmae(config) = pack.model.clone() else { unreachable!() };
     let mut tensors = Vec::new();
     for (n, s) in pack.tensor_shapes() {
         let v = pack.read_f32(n, s).unwrap();
         let (dtype, bytes): (burn_pack::DType, Vec<u8>) = if n == "norm.weight" {
-            (
-                burn_pack::DType::F16,
-                v.iter()
-                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-                    .collect(),
-            )
+            (burn_pack::DType::F16, v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect())
         } else {
-            (
-                burn_pack::DType::F32,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
+            (burn_pack::DType::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
         };
         tensors.push(burn_pack::Tensor::new(
             n.into(),
@@ -137,75 +119,33 @@ fn wrong_dtype_version_and_kind_are_refused() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        matches!(load_vmae(&meta("2", "vmae")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.format")
-    );
-    assert!(
-        matches!(load_vmae(&meta("1", "unet")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.kind")
-    );
-    let dit_err = Dit::load(
-        &Pack::from_bytes(&vmae_pack_bytes()).unwrap(),
-        &device::cpu(),
-    )
-    .unwrap_err();
-    assert_eq!(
-        dit_err,
-        Error::WrongKind {
-            expected: "dit",
-            found: "vmae".into()
-        }
-    );
+    assert!(matches!(load_vmae(&meta("2", "vmae")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.format"));
+    assert!(matches!(load_vmae(&meta("1", "unet")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.kind"));
+    let dit_err = Dit::load(&Pack::from_bytes(&vmae_pack_bytes()).unwrap(), &device::cpu()).unwrap_err();
+    assert_eq!(dit_err, Error::WrongKind { expected: "dit", found: "vmae".into() });
 }
 
 #[test]
 fn checkpoint_of_the_wrong_kind_or_damaged_is_refused() {
-    let err =
-        convert_vmae(&fixture("dit.pt"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("looks like a LightningDiT checkpoint"),
-        "{err}"
-    );
-    let err = convert_dit(
-        &fixture("vmae.pth"),
-        &fixture("latents_stats.pt"),
-        PackDtype::F32,
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("looks like a VMAE checkpoint"),
-        "{err}"
-    );
+    let err = convert_vmae(&fixture("dit.pt"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+    assert!(err.to_string().contains("looks like a LightningDiT"), "{err}");
+    let err = convert_dit(&fixture("vmae.pth"), Some(stats()), PackDtype::F32).unwrap_err();
+    assert!(err.to_string().contains("looks like a VMAE"), "{err}");
     // Stats and model swapped.
     assert!(
-        convert_dit(
-            &fixture("latents_stats.pt"),
-            &fixture("dit.pt"),
-            PackDtype::F32
-        )
-        .is_err()
+        convert_dit(&fixture("latents_stats.pt"), Some(stats()), PackDtype::F32).is_err()
+            && latent_stats(&fixture("dit.pt")).is_err()
     );
 
     let bytes = std::fs::read(fixture("vmae_bare.pth")).unwrap();
-    for (i, cut) in [0, 10, bytes.len() / 3, bytes.len() - 30]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, cut) in [0, 10, bytes.len() / 3, bytes.len() - 30].into_iter().enumerate() {
         let path = temp(&format!("cut{i}.pth"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let err = convert_vmae(&path, PackDtype::F32, VmaeOverrides::default()).unwrap_err();
-        assert!(
-            matches!(err, Error::Checkpoint { .. }),
-            "cut {cut}: {err:?}"
-        );
+        assert!(matches!(err, Error::Checkpoint { .. }), "cut {cut}: {err:?}");
         std::fs::remove_file(path).ok();
     }
-    let missing = convert_vmae(
-        &temp("does-not-exist.pth"),
-        PackDtype::F32,
-        VmaeOverrides::default(),
-    )
-    .unwrap_err();
+    let missing = convert_vmae(&temp("does-not-exist.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }));
 }
 
@@ -215,71 +155,30 @@ fn wrong_inputs_are_refused() {
     let vmae = load_vmae(&vmae_pack_bytes()).unwrap();
     let s = vmae.config().image_size;
     let odd = Tensor::<4>::zeros([1, 3, s + 8, s], &device);
-    assert!(matches!(
-        vmae.encode(odd),
-        Err(Error::InputShape {
-            what: "VMAE input image",
-            ..
-        })
-    ));
+    assert!(matches!(vmae.encode(odd), Err(Error::InputShape { what: "VMAE input image", .. })));
     let c = vmae.config().latent_channels;
     let wrong = Tensor::<4>::zeros([1, c + 1, s / 8, s / 8], &device);
     assert!(matches!(vmae.decode(wrong), Err(Error::InputShape { .. })));
 
     let dit_pack = |file: &str| {
-        let bytes =
-            convert_dit(&fixture(file), &fixture("latents_stats.pt"), PackDtype::F32).unwrap();
+        let bytes = convert_dit(&fixture(file), Some(stats()), PackDtype::F32).unwrap();
         Dit::load(&Pack::from_bytes(&bytes).unwrap(), &device).unwrap()
     };
     let dit = dit_pack("dit.pt");
     let cfg = *dit.config();
-    let z = Tensor::<4>::zeros(
-        [1, cfg.in_channels, cfg.input_size, cfg.input_size],
-        &device,
-    );
-    let label_err = dit
-        .forward(z.clone(), &[0.5], &[cfg.label_rows()])
-        .unwrap_err();
-    assert!(matches!(
-        label_err,
-        Error::InputValue {
-            what: "class label",
-            ..
-        }
-    ));
-    assert!(matches!(
-        dit.forward(z.clone(), &[f32::NAN], &[0]),
-        Err(Error::NonFinite { .. })
-    ));
-    let bad_channel = SamplerConfig {
-        steps: 1,
-        cfg_channels: vec![cfg.in_channels],
-        ..SamplerConfig::default()
-    };
-    assert!(matches!(
-        sampler::sample(&dit, z.clone(), &[0], &bad_channel, |_, _| {}),
-        Err(Error::InputValue { .. })
-    ));
+    let z = Tensor::<4>::zeros([1, cfg.in_channels, cfg.input_size, cfg.input_size], &device);
+    let label_err = dit.forward(z.clone(), &[0.5], &[cfg.label_rows()]).unwrap_err();
+    assert!(matches!(label_err, Error::InputValue { what: "class label", .. }));
+    assert!(matches!(dit.forward(z.clone(), &[f32::NAN], &[0]), Err(Error::NonFinite { .. })));
+    let bad_channel = SamplerConfig { steps: 1, cfg_channels: vec![cfg.in_channels], ..SamplerConfig::default() };
+    assert!(matches!(sampler::sample(&dit, z.clone(), &[0], &bad_channel, |_, _| {}), Err(Error::InputValue { .. })));
     let celeba = dit_pack("dit_celeba.pt");
-    let guided = SamplerConfig {
-        steps: 1,
-        cfg_scale: 4.0,
-        ..SamplerConfig::default()
-    };
+    let guided = SamplerConfig { steps: 1, cfg_scale: 4.0, ..SamplerConfig::default() };
     assert!(matches!(
         sampler::sample(&celeba, z, &[0], &guided, |_, _| {}),
-        Err(Error::InputValue {
-            what: "cfg scale",
-            ..
-        })
+        Err(Error::InputValue { what: "cfg scale", .. })
     ));
-    let nan = Tensor::<4>::from_data(
-        TensorData::new(vec![f32::NAN; 3 * s * s], [1, 3, s, s]),
-        &device,
-    );
+    let nan = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3 * s * s], [1, 3, s, s]), &device);
     let pixels = vmae.decode(vmae.encode(nan).unwrap().mean).unwrap();
-    assert!(matches!(
-        ldmae::image::tensor_to_images(pixels),
-        Err(Error::NonFinite { .. })
-    ));
+    assert!(matches!(ldmae::image::tensor_to_images(pixels), Err(Error::NonFinite { .. })));
 }

@@ -8,8 +8,7 @@ use common::{Fixture, Tol, repo_path};
 use ldmae::PackDtype;
 
 fn full() -> Fixture {
-    let dir = std::env::var_os("LDMAE_FULL_FIXTURES")
-        .map_or_else(|| repo_path("fixtures-full"), Into::into);
+    let dir = std::env::var_os("LDMAE_FULL_FIXTURES").map_or_else(|| repo_path("fixtures-full"), Into::into);
     Fixture::open(dir)
 }
 

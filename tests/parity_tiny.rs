@@ -5,7 +5,8 @@ mod common;
 
 use common::{Fixture, Tol, repo_path};
 use ldmae::PackDtype;
-use ldmae::checkpoint::{StateDict, VmaeOverrides, convert_vmae};
+use ldmae::checkpoint;
+use ldmae::convert::{VmaeOverrides, convert_vmae};
 use ldmae::pack::Pack;
 
 fn tiny() -> Fixture {
@@ -21,21 +22,13 @@ fn vmae_matches_reference() {
 #[test]
 fn dit_forward_matches_reference() {
     let f = tiny();
-    f.check_dit_forward(
-        &f.dit("dit.pt", PackDtype::F32),
-        &f.dit("dit_celeba.pt", PackDtype::F32),
-        Tol::F32,
-    );
+    f.check_dit_forward(&f.dit("dit.pt", PackDtype::F32), &f.dit("dit_celeba.pt", PackDtype::F32), Tol::F32);
 }
 
 #[test]
 fn cfg_sampling_matches_reference() {
     let f = tiny();
-    f.check_sampling(
-        &f.dit("dit.pt", PackDtype::F32),
-        &f.vmae(PackDtype::F32),
-        Tol::F32,
-    );
+    f.check_sampling(&f.dit("dit.pt", PackDtype::F32), &f.vmae(PackDtype::F32), Tol::F32);
 }
 
 /// f16 packs hold weights rounded to 11 significant bits; computed in f32 they stay within
@@ -54,47 +47,17 @@ fn f16_packs_stay_close() {
 #[test]
 fn bare_and_training_checkpoints_give_the_same_pack() {
     let f = tiny();
-    let full = convert_vmae(
-        &f.path("vmae.pth"),
-        PackDtype::F32,
-        VmaeOverrides::default(),
-    )
-    .unwrap();
-    let bare = convert_vmae(
-        &f.path("vmae_bare.pth"),
-        PackDtype::F32,
-        VmaeOverrides::default(),
-    )
-    .unwrap();
-    let (full, bare) = (
-        Pack::from_bytes(&full).unwrap(),
-        Pack::from_bytes(&bare).unwrap(),
-    );
-    let names: Vec<_> = full
-        .tensor_shapes()
-        .map(|(n, s)| (n.to_string(), s.to_vec()))
-        .collect();
-    assert_eq!(
-        names,
-        bare.tensor_shapes()
-            .map(|(n, s)| (n.to_string(), s.to_vec()))
-            .collect::<Vec<_>>()
-    );
+    let full = convert_vmae(&f.path("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
+    let bare = convert_vmae(&f.path("vmae_bare.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
+    let (full, bare) = (Pack::from_bytes(&full).unwrap(), Pack::from_bytes(&bare).unwrap());
+    let names: Vec<_> = full.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect();
+    assert_eq!(names, bare.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect::<Vec<_>>());
     for (name, shape) in &names {
-        assert_eq!(
-            full.read_f32(name, shape).unwrap(),
-            bare.read_f32(name, shape).unwrap(),
-            "{name}"
-        );
+        assert_eq!(full.read_f32(name, shape).unwrap(), bare.read_f32(name, shape).unwrap(), "{name}");
     }
     // The training checkpoint carries LPIPS tensors, which the pack leaves out.
-    let sd = StateDict::open(&f.path("vmae.pth"), &["model"]).unwrap();
-    assert_eq!(
-        sd.names()
-            .filter(|n| n.starts_with("perceptual_loss."))
-            .count(),
-        33
-    );
+    let sd = checkpoint::open(&f.path("vmae.pth"), &["model"]).unwrap();
+    assert_eq!(sd.names().filter(|n| n.starts_with("perceptual_loss.")).count(), 33);
 }
 
 /// The same parity on the burn-ndarray backend (selectable instead of the default flex).

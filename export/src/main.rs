@@ -2,16 +2,13 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ldmae::PackDtype;
-use ldmae::checkpoint::{self, VmaeOverrides};
+use ldmae::checkpoint;
+use ldmae::convert::{self, VmaeOverrides};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "ldmae-export",
-    version,
-    about = "Convert VMAE / LightningDiT checkpoints into ldmae weight packs"
-)]
+#[command(name = "ldmae-export", version, about = "Convert VMAE / LightningDiT checkpoints into ldmae weight packs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +31,8 @@ impl From<Dtype> for PackDtype {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`).
+    /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`) or ONNX
+    /// export (either of `*encoder*.onnx` / `*decoder*.onnx`; the other is found by name).
     Vmae {
         checkpoint: PathBuf,
         #[arg(short, long)]
@@ -48,11 +46,12 @@ enum Command {
         #[arg(long)]
         decoder_heads: Option<usize>,
     },
-    /// Convert a LightningDiT checkpoint (its `ema` weights) with its `latents_stats.pt`.
+    /// Convert a LightningDiT checkpoint (its `ema` weights) or ONNX export, with its
+    /// `latents_stats.pt` (optional for an ONNX export that records the statistics).
     Dit {
         checkpoint: PathBuf,
         #[arg(long)]
-        stats: PathBuf,
+        stats: Option<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
@@ -66,31 +65,14 @@ fn write(path: &Path, bytes: &[u8]) -> ldmae::Result<()> {
 
 fn run(cli: Cli) -> ldmae::Result<()> {
     let (output, bytes) = match cli.command {
-        Command::Vmae {
-            checkpoint,
-            output,
-            dtype,
-            heads,
-            decoder_heads,
-        } => {
-            let o = VmaeOverrides {
-                heads,
-                decoder_heads,
-            };
-            (
-                output,
-                checkpoint::convert_vmae(&checkpoint, dtype.into(), o)?,
-            )
+        Command::Vmae { checkpoint, output, dtype, heads, decoder_heads } => {
+            let o = VmaeOverrides { heads, decoder_heads };
+            (output, convert::convert_vmae(&checkpoint, dtype.into(), o)?)
         }
-        Command::Dit {
-            checkpoint,
-            stats,
-            output,
-            dtype,
-        } => (
-            output,
-            checkpoint::convert_dit(&checkpoint, &stats, dtype.into())?,
-        ),
+        Command::Dit { checkpoint, stats, output, dtype } => {
+            let stats = stats.map(|p| checkpoint::latent_stats(&p)).transpose()?;
+            (output, convert::convert_dit(&checkpoint, stats, dtype.into())?)
+        }
     };
     write(&output, &bytes)?;
     let pack = ldmae::Pack::from_bytes(&bytes)?;

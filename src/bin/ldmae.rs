@@ -3,18 +3,15 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ldmae::convert::{self, FileKind};
 use ldmae::image::{self, RgbImage};
 use ldmae::pack::PackModel;
-use ldmae::{Dit, Error, Pack, Result, SamplerConfig, Vmae, device, noise, npy, sampler};
+use ldmae::{Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, device, noise, npy, sampler};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "ldmae",
-    version,
-    about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)"
-)]
+#[command(name = "ldmae", version, about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +50,12 @@ enum Command {
     /// Generate images of the given classes; writes one PNG with the images side by side in
     /// class order.
     Sample {
+        /// DiT weights: a pack, an ONNX export or a checkpoint (then with `--stats`).
         #[arg(long)]
         dit: PathBuf,
+        /// `latents_stats.pt`, needed when `--dit` is a checkpoint or an ONNX export without them.
+        #[arg(long)]
+        stats: Option<PathBuf>,
         #[arg(long)]
         vmae: PathBuf,
         /// Class labels, comma separated.
@@ -92,7 +93,7 @@ enum Command {
 }
 
 fn load_vmae(path: &Path, device: &Device) -> Result<Vmae> {
-    Vmae::load(&Pack::from_file(path)?, device)
+    Vmae::load(&convert::open_vmae_weights(path)?, device)
 }
 
 fn npy_tensor(path: &Path, device: &Device, what: &'static str) -> Result<Tensor<4>> {
@@ -120,9 +121,7 @@ fn write_images(path: &Path, pixels: Tensor<4>) -> Result<()> {
 
 fn progress_bar(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} [{elapsed} < {eta}]")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} [{elapsed} < {eta}]") {
         bar.set_style(style);
     }
     bar.set_message(what.to_string());
@@ -132,14 +131,7 @@ fn progress_bar(total: usize, what: &str) -> ProgressBar {
 fn run(cli: Cli) -> Result<()> {
     let device = device::cpu();
     match cli.command {
-        Command::Encode {
-            vmae,
-            input,
-            output,
-            sample,
-            seed,
-            params,
-        } => {
+        Command::Encode { vmae, input, output, sample, seed, params } => {
             let vmae = load_vmae(&vmae, &device)?;
             let img: RgbImage = image::read_png(&input)?;
             let x = image::images_to_tensor(&[img], &device)?;
@@ -153,12 +145,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_npy(&output, latent, "latent")
         }
-        Command::Decode {
-            vmae,
-            input,
-            output,
-            raw,
-        } => {
+        Command::Decode { vmae, input, output, raw } => {
             let vmae = load_vmae(&vmae, &device)?;
             let pixels = vmae.decode(npy_tensor(&input, &device, "latent")?)?;
             if let Some(raw) = raw {
@@ -168,6 +155,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample {
             dit,
+            stats,
             vmae,
             classes,
             steps,
@@ -180,28 +168,22 @@ fn run(cli: Cli) -> Result<()> {
             output,
             latent,
         } => {
-            let dit_pack = Pack::from_file(&dit)?;
+            let stats = stats.map(|p| checkpoint::latent_stats(&p)).transpose()?;
+            let dit_pack = convert::open_dit_weights(&dit, stats)?;
             let vmae = load_vmae(&vmae, &device)?;
             let dit = Dit::load(&dit_pack, &device)?;
             let c = *dit.config();
             let mut config = match &dit_pack.model {
-                PackModel::Dit {
-                    sampling: Some(s), ..
-                } => SamplerConfig::from(s),
+                PackModel::Dit { sampling: Some(s), .. } => SamplerConfig::from(s),
                 _ if c.null_class => SamplerConfig::default(),
-                _ => SamplerConfig {
-                    cfg_scale: 1.0,
-                    ..SamplerConfig::default()
-                },
+                _ => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
             };
             config.steps = steps.unwrap_or(config.steps);
             config.shift = shift.unwrap_or(config.shift);
             config.cfg_scale = cfg.unwrap_or(config.cfg_scale);
             config.cfg_interval_start = cfg_interval.unwrap_or(config.cfg_interval_start);
             config.cfg_channels = cfg_channels.unwrap_or(config.cfg_channels);
-            if vmae.config().latent_channels != c.in_channels
-                || vmae.config().grid() != c.input_size
-            {
+            if vmae.config().latent_channels != c.in_channels || vmae.config().grid() != c.input_size {
                 return Err(Error::Config(format!(
                     "the DiT makes {}x{s}x{s} latents but the VMAE decodes {}x{g}x{g}",
                     c.in_channels,
@@ -226,9 +208,7 @@ fn run(cli: Cli) -> Result<()> {
                 None => noise::standard_normal(shape, seed, &device),
             };
             let bar = progress_bar(config.steps, "sampling");
-            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| {
-                bar.set_position(done as u64)
-            })?;
+            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             if let Some(path) = latent {
                 write_npy(&path, z.clone(), "sampled latent")?;
@@ -240,72 +220,45 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn info(path: &Path) -> Result<()> {
-    let mut head = [0u8; 8];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
-        &mut head,
-    )
-    .map_err(|e| Error::io(path, e))?;
-    let head = &head[..n];
-    if head.starts_with(b"\x93NUMPY") {
-        let a = npy::read(path)?;
-        let (lo, hi) = a
-            .data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                (l.min(v), h.max(v))
-            });
-        let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len().max(1) as f64;
-        println!(
-            "npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}",
-            a.shape
-        );
-    } else if head.starts_with(b"PK") || head.first() == Some(&0x80) {
-        let sd = ldmae::checkpoint::StateDict::open(path, &["ema", "model"])?;
-        println!(
-            "PyTorch checkpoint, entry `{}`, {} tensors",
-            sd.entry,
-            sd.names().count()
-        );
-        match (
-            ldmae::checkpoint::vmae_config(&sd, Default::default()),
-            ldmae::checkpoint::dit_config(&sd),
-        ) {
-            (Ok(c), _) => println!("VMAE: {c:?}"),
-            (_, Ok(c)) => println!("LightningDiT: {c:?}"),
-            (Err(e), _) => println!("not a recognised model: {e}"),
+    match convert::file_kind(path)? {
+        FileKind::Npy => {
+            let a = npy::read(path)?;
+            let (lo, hi) = a.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len().max(1) as f64;
+            println!("npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", a.shape);
         }
-    } else {
-        let pack = Pack::from_file(path)?;
-        println!(
-            "ldmae weight pack: {} ({})",
-            pack.model.kind(),
-            pack.dtype.as_str()
-        );
-        match &pack.model {
-            PackModel::Vmae(c) => println!("config: {c:?}"),
-            PackModel::Dit {
-                config,
-                stats,
-                sampling,
-            } => {
-                println!("config: {config:?}");
-                println!("latent mean: {:?}\nlatent std: {:?}", stats.mean, stats.std);
-                if let Some(s) = sampling {
-                    println!("recommended sampling: {s:?}");
-                }
+        FileKind::Pack => print_pack(&Pack::from_file(path)?),
+        FileKind::Torch | FileKind::Onnx => {
+            if let Ok(sd) = convert::vmae_state_dict(path)
+                && let Ok(config) = convert::vmae_config(&sd, Default::default())
+            {
+                println!("VMAE weights in {}, {} tensors\nconfig: {config:?}", sd.entry, sd.names().count());
+            } else {
+                let sd = convert::dit_state_dict(path)?;
+                let config = convert::dit_config(&sd)?;
+                println!("LightningDiT weights in {}, {} tensors\nconfig: {config:?}", sd.entry, sd.names().count());
             }
         }
-        if let Some(src) = &pack.source {
-            println!("source: {src}");
-        }
-        println!(
-            "{} tensors, {} parameters",
-            pack.tensor_shapes().count(),
-            pack.num_elements()
-        );
     }
     Ok(())
+}
+
+fn print_pack(pack: &Pack) {
+    println!("ldmae weights: {} ({})", pack.model.kind(), pack.dtype.as_str());
+    match &pack.model {
+        PackModel::Vmae(c) => println!("config: {c:?}"),
+        PackModel::Dit { config, stats, sampling } => {
+            println!("config: {config:?}");
+            println!("latent mean: {:?}\nlatent std: {:?}", stats.mean, stats.std);
+            if let Some(s) = sampling {
+                println!("recommended sampling: {s:?}");
+            }
+        }
+    }
+    if let Some(src) = &pack.source {
+        println!("source: {src}");
+    }
+    println!("{} tensors, {} parameters", pack.tensor_shapes().count(), pack.num_elements());
 }
 
 fn main() -> ExitCode {

@@ -10,7 +10,8 @@
 #![allow(dead_code)]
 
 use burn::tensor::{Device, Tensor, TensorData};
-use ldmae::checkpoint::{self, VmaeOverrides};
+use ldmae::checkpoint;
+use ldmae::convert::{self, VmaeOverrides};
 use ldmae::image::{self, tensor_values};
 use ldmae::{Dit, Pack, PackDtype, SamplerConfig, Vmae, device, npy, sampler};
 use serde_json::Value;
@@ -44,11 +45,7 @@ impl Fixture {
             )
         });
         let manifest = serde_json::from_str(&text).expect("manifest.json is valid JSON");
-        Self {
-            dir,
-            manifest,
-            device: device::cpu(),
-        }
+        Self { dir, manifest, device: device::cpu() }
     }
 
     /// The same fixture, run on `device`.
@@ -72,12 +69,8 @@ impl Fixture {
 
     /// The tolerance of output `key` (see the module docs).
     pub fn tolerance(&self, key: &str, tol: Tol) -> f32 {
-        let d64 = self.manifest["f64_max_abs_diff"][key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no f64 diff for {key}"));
-        let scale = self.manifest["max_abs"][key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no scale for {key}"));
+        let d64 = self.manifest["f64_max_abs_diff"][key].as_f64().unwrap_or_else(|| panic!("no f64 diff for {key}"));
+        let scale = self.manifest["max_abs"][key].as_f64().unwrap_or_else(|| panic!("no scale for {key}"));
         match tol {
             Tol::F32 => (4.0 * d64 + 1e-6 * scale) as f32,
             Tol::F16Weights(rel) => (rel * scale) as f32,
@@ -90,34 +83,28 @@ impl Fixture {
         assert_eq!(actual.dims().to_vec(), expected.shape, "{key}: shape");
         let actual = tensor_values(actual, "output").unwrap();
         let diff = max_abs_diff(&actual, &expected.data);
-        eprintln!(
-            "{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e})",
-            self.dir.display()
-        );
+        eprintln!("{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e})", self.dir.display());
         assert!(diff <= tol, "{key}: max |diff| {diff:e} exceeds {tol:e}");
         diff
     }
 
     pub fn vmae(&self, dtype: PackDtype) -> Vmae {
-        let bytes =
-            checkpoint::convert_vmae(&self.path("vmae.pth"), dtype, VmaeOverrides::default())
-                .unwrap();
+        let bytes = convert::convert_vmae(&self.path("vmae.pth"), dtype, VmaeOverrides::default()).unwrap();
         Vmae::load(&Pack::from_bytes(&bytes).unwrap(), &self.device).unwrap()
     }
 
     pub fn dit(&self, file: &str, dtype: PackDtype) -> Dit {
-        let bytes =
-            checkpoint::convert_dit(&self.path(file), &self.path("latents_stats.pt"), dtype)
-                .unwrap();
+        let bytes = convert::convert_dit(
+            &self.path(file),
+            Some(checkpoint::latent_stats(&self.path("latents_stats.pt")).unwrap()),
+            dtype,
+        )
+        .unwrap();
         Dit::load(&Pack::from_bytes(&bytes).unwrap(), &self.device).unwrap()
     }
 
     fn usizes(&self, v: &Value) -> Vec<usize> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_u64().expect("integer") as usize)
-            .collect()
+        v.as_array().expect("array").iter().map(|x| x.as_u64().expect("integer") as usize).collect()
     }
 
     /// Encode, posterior sample, decode and uint8 conversion of the VMAE.
@@ -126,62 +113,32 @@ impl Fixture {
         let x = image::images_to_tensor(&[img], &self.device).unwrap();
         self.check("image", x.clone(), 0.0);
         let post = vmae.encode(x).unwrap();
-        self.check(
-            "enc_mean",
-            post.mean.clone(),
-            self.tolerance("enc_mean", tol),
-        );
-        self.check(
-            "enc_logvar",
-            post.logvar.clone(),
-            self.tolerance("enc_logvar", tol),
-        );
+        self.check("enc_mean", post.mean.clone(), self.tolerance("enc_mean", tol));
+        self.check("enc_logvar", post.logvar.clone(), self.tolerance("enc_logvar", tol));
         let sample = post.sample_with(self.tensor("enc_sample_eps.npy")).unwrap();
         self.check("enc_sample", sample, self.tolerance("enc_sample", tol));
         let pixels = vmae.decode(self.tensor("dec_latent.npy")).unwrap();
-        self.check(
-            "dec_pixels",
-            pixels.clone(),
-            self.tolerance("dec_pixels", tol),
-        );
+        self.check("dec_pixels", pixels.clone(), self.tolerance("dec_pixels", tol));
         if matches!(tol, Tol::F32) {
             let ours = image::tensor_to_images(pixels).unwrap().remove(0);
             let theirs = image::read_png(&self.path("dec_image.png")).unwrap();
             // Truncation flips a level only where 127.5·x + 128 lies within the float error of
             // an integer: at most one level, on a tiny fraction of pixels.
-            let off: Vec<i32> = ours
-                .pixels
-                .iter()
-                .zip(&theirs.pixels)
-                .map(|(&a, &b)| a as i32 - b as i32)
-                .collect();
+            let off: Vec<i32> = ours.pixels.iter().zip(&theirs.pixels).map(|(&a, &b)| a as i32 - b as i32).collect();
             let flips = off.iter().filter(|d| **d != 0).count();
-            assert!(
-                off.iter().all(|d| d.abs() <= 1),
-                "uint8 pixels differ by more than one level"
-            );
-            assert!(
-                flips * 1000 <= off.len(),
-                "{flips} of {} uint8 values differ",
-                off.len()
-            );
+            assert!(off.iter().all(|d| d.abs() <= 1), "uint8 pixels differ by more than one level");
+            assert!(flips * 1000 <= off.len(), "{flips} of {} uint8 values differ", off.len());
         }
     }
 
     /// Forward passes of the ImageNet-style and CelebA-style DiTs.
     pub fn check_dit_forward(&self, dit: &Dit, celeba: &Dit, tol: Tol) {
-        let t: Vec<f32> = self.manifest["dit_t"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let t: Vec<f32> =
+            self.manifest["dit_t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let y = self.usizes(&self.manifest["dit_y"]);
         let v = dit.forward(self.tensor("dit_x.npy"), &t, &y).unwrap();
         self.check("dit_v", v, self.tolerance("dit_v", tol));
-        let v = celeba
-            .forward(self.tensor("dit_x.npy"), &t, &vec![0; t.len()])
-            .unwrap();
+        let v = celeba.forward(self.tensor("dit_x.npy"), &t, &vec![0; t.len()]).unwrap();
         self.check("dit_celeba_v", v, self.tolerance("dit_celeba_v", tol));
     }
 
@@ -199,14 +156,7 @@ impl Fixture {
                 ..SamplerConfig::default()
             };
             let mut calls = 0;
-            let z = sampler::sample(
-                dit,
-                self.tensor("sample_noise.npy"),
-                &labels,
-                &config,
-                |_, _| calls += 1,
-            )
-            .unwrap();
+            let z = sampler::sample(dit, self.tensor("sample_noise.npy"), &labels, &config, |_, _| calls += 1).unwrap();
             assert_eq!(calls, config.steps);
             let key = format!("sample_cfg{}_latent", cfg as u32);
             self.check(&key, z.clone(), self.tolerance(&key, tol));
@@ -218,10 +168,7 @@ impl Fixture {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {
