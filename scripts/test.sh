@@ -11,12 +11,14 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 step "Python reference requirements"
 $PYTHON -m pip install --quiet --disable-pip-version-check -r export/reference/requirements.txt
 
-step "full-size fixtures (official sizes, random weights, official file formats)"
+step "full-size fixtures and ONNX exports (official sizes, random weights, official file formats)"
 # Regenerated only when the reference code changes.
 stamp=$(cat export/reference/*.py export/reference/*.sh export/reference/requirements.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$FULL/.stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$FULL"
     bash export/reference/make_all.sh full "$FULL"
+    # PyTorch → ONNX at the official sizes, each graph checked with onnxruntime.
+    bash export/reference/onnx_check.sh "$FULL"
     echo "$stamp" > "$FULL/.stamp"
 fi
 

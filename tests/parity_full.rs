@@ -26,3 +26,18 @@ fn full_size_vmae_dit_and_sampling_match_reference() {
     f.check_dit_forward(&dit, &celeba, Tol::F32);
     f.check_sampling(&dit, &vmae, Tol::F32);
 }
+
+/// checkpoint → ONNX (export/reference/onnx_export.py) → pack equals checkpoint → pack, bit
+/// for bit, at the official sizes (the test command exports the ONNX graphs).
+#[test]
+fn full_size_onnx_route_gives_the_checkpoint_pack() {
+    use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
+    let f = full();
+    let o = VmaeOverrides::default();
+    let onnx = |name: &str| f.path("onnx").join(name);
+    let via_onnx = convert_vmae(&onnx("vmae_encoder.onnx"), PackDtype::F32, o).unwrap();
+    common::assert_same_pack(&via_onnx, &convert_vmae(&f.path("vmae.pth"), PackDtype::F32, o).unwrap());
+    let stats = ldmae::checkpoint::latent_stats(&f.path("latents_stats.pt")).unwrap();
+    let via_onnx = convert_dit(&onnx("dit.onnx"), Some(stats.clone()), PackDtype::F32).unwrap();
+    common::assert_same_pack(&via_onnx, &convert_dit(&f.path("dit.pt"), Some(stats), PackDtype::F32).unwrap());
+}

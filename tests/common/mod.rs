@@ -166,6 +166,18 @@ impl Fixture {
     }
 }
 
+/// Asserts two packs hold the same model and bit-identical tensors.
+pub fn assert_same_pack(a: &[u8], b: &[u8]) {
+    let (a, b) = (Pack::from_bytes(a).unwrap(), Pack::from_bytes(b).unwrap());
+    assert_eq!(a.model, b.model);
+    let names: Vec<(String, Vec<usize>)> = a.tensor_shapes().map(|(n, s)| (n.into(), s.to_vec())).collect();
+    assert_eq!(names, b.tensor_shapes().map(|(n, s)| (n.into(), s.to_vec())).collect::<Vec<_>>());
+    for (name, shape) in &names {
+        let (x, y) = (a.read_f32(name, shape).unwrap(), b.read_f32(name, shape).unwrap());
+        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{name} differs");
+    }
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
