@@ -116,6 +116,11 @@ fn malformed_onnx_is_refused_with_a_clear_error() {
     });
     assert!(dit_error(&lying).contains("shape overflows") || dit_error(&lying).contains("values stored"));
     assert!(dit_error(&onnx("bad/wrong_ops.onnx")).contains("no `Conv` operator"));
+    // Statistics come from the graph's metadata when it has them, else they must be given.
+    let embedded = convert_dit(&onnx("dit.onnx"), None, PackDtype::F32).unwrap();
+    assert_same_pack(&embedded, &convert_dit(&onnx("dit.onnx"), Some(stats(&tiny())), PackDtype::F32).unwrap());
+    let err = convert_dit(&onnx("dit_celeba.onnx"), None, PackDtype::F32).unwrap_err();
+    assert!(err.to_string().contains("no latent statistics"), "{err}");
     // A VMAE graph given as a DiT, and a DiT given as a VMAE.
     assert!(dit_error(&onnx("vmae_encoder.onnx")).contains("`vmae_encoder` graph"));
     let err = convert_vmae(&onnx("dit.onnx"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();

@@ -5,6 +5,7 @@
 Writes into TINYDIR/onnx/:
   vmae_encoder.onnx, vmae_decoder.onnx   from TINYDIR/vmae.pth (`model`)
   dit.onnx, dit_celeba.onnx              from TINYDIR/dit.pt, dit_celeba.pt
+                                         (dit.onnx with latent statistics)
                                          (`ema`), all via onnx_export.py
                                          (same checks, same onnxruntime test)
   ort_enc_posterior.npy    encoder on TINYDIR/image.npy (raw, 2C channels)
@@ -156,9 +157,12 @@ def main():
         manifest = json.load(f)
     try:
         ox.export_vmae(load(tiny, "vmae.pth"), onnx_dir)
-        for name in ("dit", "dit_celeba"):
+        # dit.onnx records the latent statistics; dit_celeba.onnx does not.
+        stats = os.path.join(tiny, "latents_stats.pt")
+        for name, st in (("dit", stats), ("dit_celeba", None)):
             ox.export_dit(load(tiny, name + ".pt"),
-                          os.path.join(onnx_dir, name + ".onnx"))
+                          os.path.join(onnx_dir, name + ".onnx"),
+                          latent_stats=st)
         fixture_outputs(tiny, onnx_dir, manifest)
         bad_models(onnx_dir, manifest)
     except ox.CheckError as e:
