@@ -14,6 +14,7 @@
 //! | `ldmae.latent_stats` | DiT only: [`LatentStats`] as JSON |
 //! | `ldmae.sampling` | DiT only, optional: recommended [`SamplingDefaults`] as JSON |
 //! | `ldmae.source` | free text: what the pack was converted from |
+//! | `ldmae.checksums` | CRC-32 of each tensor's stored bytes, by name: damage is an error |
 
 use crate::config::{DitConfig, VmaeConfig};
 use crate::error::{Error, Result};
@@ -129,6 +130,7 @@ pub struct Pack {
     pub dtype: PackDtype,
     pub source: Option<String>,
     tensors: BTreeMap<String, burn_pack::Tensor>,
+    checksums: BTreeMap<String, u32>,
 }
 
 fn pack_err(e: burn_pack::Error) -> Error {
@@ -170,9 +172,11 @@ impl Pack {
         }
         let dtype: PackDtype = get("ldmae.dtype")?.parse()?;
         let model = parse_model(get("ldmae.kind")?, &|k| get(k).cloned(), meta.get("ldmae.sampling"))?;
+        let checksums: BTreeMap<String, u32> = serde_json::from_str(&get("ldmae.checksums")?)
+            .map_err(|e| Error::PackMetadata { key: "ldmae.checksums".into(), reason: e.to_string() })?;
         let tensors = reader.into_tensors().map_err(pack_err)?;
         let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-        Ok(Self { model, dtype, source: meta.get("ldmae.source").cloned(), tensors })
+        Ok(Self { model, dtype, source: meta.get("ldmae.source").cloned(), tensors, checksums })
     }
 
     /// Names and shapes of all tensors, sorted by name.
@@ -203,6 +207,9 @@ impl Pack {
             });
         }
         let bytes = t.to_bytes().map_err(|e| Error::PackFormat(format!("tensor `{name}`: {e}")))?;
+        if self.checksums.get(name) != Some(&crc32fast::hash(&bytes)) {
+            return Err(Error::PackFormat(format!("tensor `{name}` is damaged (checksum mismatch)")));
+        }
         let values: Vec<f32> = match self.dtype {
             PackDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             PackDtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
@@ -242,12 +249,13 @@ pub struct PackWriter {
     dtype: PackDtype,
     source: String,
     tensors: Vec<burn_pack::Tensor>,
+    checksums: BTreeMap<String, u32>,
 }
 
 impl PackWriter {
     /// Starts a pack for `model`, storing tensors as `dtype`.
     pub fn new(model: PackModel, dtype: PackDtype, source: impl Into<String>) -> Self {
-        Self { model, dtype, source: source.into(), tensors: Vec::new() }
+        Self { model, dtype, source: source.into(), tensors: Vec::new(), checksums: BTreeMap::new() }
     }
 
     /// Adds a tensor given in pack layout (see [`pack_layout`]).
@@ -260,6 +268,7 @@ impl PackWriter {
             PackDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             PackDtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
         };
+        self.checksums.insert(name.clone(), crc32fast::hash(&bytes));
         let tensor =
             burn_pack::Tensor::new(name, self.dtype.burn(), shape.to_vec(), None, Bytes::from_bytes_vec(bytes));
         self.tensors.push(tensor);
@@ -271,7 +280,8 @@ impl PackWriter {
             .with_metadata("ldmae.format", FORMAT_VERSION)
             .with_metadata("ldmae.kind", self.model.kind())
             .with_metadata("ldmae.dtype", self.dtype.as_str())
-            .with_metadata("ldmae.source", &self.source);
+            .with_metadata("ldmae.source", &self.source)
+            .with_metadata("ldmae.checksums", &to_json(&self.checksums)?);
         match &self.model {
             PackModel::Vmae(c) => w = w.with_metadata("ldmae.config", &to_json(c)?),
             PackModel::Dit { config, stats, sampling } => {

@@ -65,6 +65,18 @@ fn truncated_or_flipped_packs_are_format_errors() {
 }
 
 #[test]
+fn damaged_tensor_data_is_detected() {
+    let mut bytes = vmae_pack_bytes();
+    // The last bytes of the file are tensor data: flip one bit there.
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x10;
+    match load_vmae(&bytes).unwrap_err() {
+        Error::PackFormat(reason) => assert!(reason.contains("checksum mismatch"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn strict_loading_names_the_tensor() {
     let missing = edited_vmae_pack(|t| t.retain(|(n, _, _)| n != "blocks.1.mlp.fc2.bias"));
     assert_eq!(load_vmae(&missing).unwrap_err(), Error::MissingTensor("blocks.1.mlp.fc2.bias".into()));
@@ -88,6 +100,7 @@ fn wrong_dtype_version_and_kind_are_refused() {
     let pack = Pack::from_bytes(&vmae_pack_bytes()).unwrap();
     let PackModel::Vmae(config) = pack.model.clone() else { unreachable!() };
     let mut tensors = Vec::new();
+    let mut checksums = std::collections::BTreeMap::new();
     for (n, s) in pack.tensor_shapes() {
         let v = pack.read_f32(n, s).unwrap();
         let (dtype, bytes): (burn_pack::DType, Vec<u8>) = if n == "norm.weight" {
@@ -95,6 +108,7 @@ fn wrong_dtype_version_and_kind_are_refused() {
         } else {
             (burn_pack::DType::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
         };
+        checksums.insert(n.to_string(), crc32fast::hash(&bytes));
         tensors.push(burn_pack::Tensor::new(
             n.into(),
             dtype,
@@ -109,6 +123,7 @@ fn wrong_dtype_version_and_kind_are_refused() {
             .with_metadata("ldmae.kind", kind)
             .with_metadata("ldmae.dtype", "f32")
             .with_metadata("ldmae.config", &serde_json::to_string(&config).unwrap())
+            .with_metadata("ldmae.checksums", &serde_json::to_string(&checksums).unwrap())
             .into_bytes()
             .unwrap()
             .to_vec()
