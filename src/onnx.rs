@@ -154,7 +154,7 @@ fn decode(path: &Path, t: &TensorProto) -> Result<(Vec<usize>, Vec<f32>)> {
         other => return Err(bad(format!("ONNX data type {other} is not a float type"))),
     };
     let available = if raw.is_empty() { typed_len } else { raw.len() / width };
-    if available != count || (!raw.is_empty() && raw.len() % width != 0) {
+    if available != count || (!raw.is_empty() && !raw.len().is_multiple_of(width)) {
         return Err(bad(format!("{available} values stored for shape {shape:?}")));
     }
     let values = match (t.data_type, raw.is_empty()) {

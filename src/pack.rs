@@ -172,7 +172,7 @@ impl Pack {
         }
         let dtype: PackDtype = get("ldmae.dtype")?.parse()?;
         let model = parse_model(get("ldmae.kind")?, &|k| get(k).cloned(), meta.get("ldmae.sampling"))?;
-        let checksums: BTreeMap<String, u32> = serde_json::from_str(&get("ldmae.checksums")?)
+        let checksums: BTreeMap<String, u32> = serde_json::from_str(get("ldmae.checksums")?)
             .map_err(|e| Error::PackMetadata { key: "ldmae.checksums".into(), reason: e.to_string() })?;
         let tensors = reader.into_tensors().map_err(pack_err)?;
         let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();

@@ -8,9 +8,9 @@ use burn::tensor::Tensor;
 use common::{Fixture, Tol, assert_same_pack, repo_path};
 use ldmae::checkpoint::latent_stats;
 use ldmae::convert::{self, VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::{Dit, Error, LatentStats, Pack, PackDtype, Vmae};
+use ldmae::{Dit, Error, LatentStats, PackDtype, Vmae};
 use onnx_ir::{Message, ModelProto};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn tiny() -> Fixture {
     Fixture::open(repo_path("tests/fixtures/tiny"))
@@ -77,7 +77,7 @@ fn write_temp(bytes: &[u8]) -> PathBuf {
     path
 }
 
-fn dit_error(path: &PathBuf) -> String {
+fn dit_error(path: &Path) -> String {
     let err = convert_dit(path, Some(stats(&tiny())), PackDtype::F32).unwrap_err();
     assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
     err.to_string()
