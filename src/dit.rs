@@ -165,11 +165,6 @@ impl Dit {
         self.sampling.as_ref()
     }
 
-    /// The device the weights live on.
-    pub fn device(&self) -> Device {
-        self.pos_embed.device()
-    }
-
     /// Velocity `[B, C, H, W]` for normalised latents `x` at flow times `t` (0 = noise,
     /// 1 = data) with class labels `y` (the null class is [`DitConfig::null_label`]).
     pub fn forward(&self, x: Tensor<4>, t: &[f32], y: &[usize]) -> Result<Tensor<4>> {

@@ -173,10 +173,10 @@ fn run(cli: Cli) -> Result<()> {
             let vmae = load_vmae(&vmae, &device)?;
             let dit = Dit::load(&dit_pack, &device)?;
             let c = *dit.config();
-            let mut config = match &dit_pack.model {
-                PackModel::Dit { sampling: Some(s), .. } => SamplerConfig::from(s),
-                _ if c.null_class => SamplerConfig::default(),
-                _ => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
+            let mut config = match dit.sampling_defaults() {
+                Some(s) => SamplerConfig::from(s),
+                None if c.null_class => SamplerConfig::default(),
+                None => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
             };
             config.steps = steps.unwrap_or(config.steps);
             config.shift = shift.unwrap_or(config.shift);
