@@ -32,7 +32,7 @@ pub struct VmaeConfig {
     pub decoder: StackConfig,
 }
 
-/// LightningDiT with SwiGLU, RoPE, RMSNorm and a learned-free velocity head.
+/// LightningDiT with SwiGLU, 2-D RoPE and RMSNorm, predicting a velocity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DitConfig {
     /// Latent grid size (image size / VMAE stride).

@@ -9,8 +9,8 @@
 //! # fn main() -> ldmae::Result<()> {
 //! use ldmae::{Dit, Pack, SamplerConfig, Vmae, device, image, noise, sampler};
 //! let device = device::cpu();
-//! let vmae = Vmae::load(&Pack::from_file("vmae.ldpk".as_ref())?, &device)?;
-//! let dit = Dit::load(&Pack::from_file("dit.ldpk".as_ref())?, &device)?;
+//! let vmae = Vmae::load(&Pack::from_file("vmae.pack".as_ref())?, &device)?;
+//! let dit = Dit::load(&Pack::from_file("dit.pack".as_ref())?, &device)?;
 //! let z0 = noise::standard_normal([1, 16, 32, 32], 0, &device);
 //! let config = SamplerConfig { steps: 32, ..SamplerConfig::default() };
 //! let latent = sampler::sample(&dit, z0, &[207], &config, |_, _| {})?;
