@@ -7,6 +7,7 @@
 
 use crate::convert::{SourceTensor, StateDict};
 use crate::error::{Error, Result};
+use crate::floats::Stored;
 use crate::pack::LatentStats;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -53,16 +54,14 @@ pub fn open(path: &Path, entries: &[&str]) -> Result<StateDict> {
 fn decode(t: &pytorch_reader::Tensor, path: &str) -> Result<Vec<f32>> {
     let err = |reason: String| Error::Checkpoint { path: path.into(), reason };
     let bytes = t.read().map_err(|e| err(e.to_string()))?;
-    Ok(match t.dtype() {
-        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        DType::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-        DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    let stored = match t.dtype() {
+        DType::F32 => Stored::F32,
+        DType::F64 => Stored::F64,
+        DType::F16 => Stored::F16,
+        DType::BF16 => Stored::BF16,
         other => return Err(err(format!("tensor `{}` has non-float type {other:?}", t.name))),
-    })
+    };
+    Ok(stored.decode(&bytes))
 }
 
 /// Reads `latents_stats.pt`.

@@ -33,6 +33,7 @@ pub mod convert;
 pub mod device;
 pub mod dit;
 pub mod error;
+mod floats;
 pub mod image;
 pub mod nn;
 pub mod noise;

@@ -4,6 +4,7 @@
 //! header is checked against the bytes actually present before anything is allocated.
 
 use crate::error::{Error, Result};
+use crate::floats::Stored;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,10 +40,10 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
     let header =
         core::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| bad("header is not valid text"))?;
     let descr = dict_value(header, "descr")?;
-    let width = match descr.trim_matches(|c| c == '\'' || c == '"') {
-        "<f2" => 2,
-        "<f4" => 4,
-        "<f8" => 8,
+    let stored = match descr.trim_matches(|c| c == '\'' || c == '"') {
+        "<f2" => Stored::F16,
+        "<f4" => Stored::F32,
+        "<f8" => Stored::F64,
         other => {
             return Err(bad(format!("unsupported dtype {other} (need little-endian f2, f4 or f8)")));
         }
@@ -53,15 +54,10 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
     let shape = parse_shape(dict_value(header, "shape")?)?;
     let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let payload = &bytes[start + header_len..];
-    if count.checked_mul(width) != Some(payload.len()) {
+    if count.checked_mul(stored.width()) != Some(payload.len()) {
         return Err(bad(format!("shape {shape:?} needs {count} values but {} bytes follow the header", payload.len())));
     }
-    let data = match width {
-        2 => payload.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        4 => payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        _ => payload.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-    };
-    Ok(NpyArray { shape, data })
+    Ok(NpyArray { shape, data: stored.decode(payload) })
 }
 
 /// The text after `'key':` up to the next top-level comma or closing brace.

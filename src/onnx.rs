@@ -12,6 +12,7 @@
 
 use crate::convert::{SourceTensor, StateDict};
 use crate::error::{Error, Result};
+use crate::floats::Stored;
 use crate::pack::LatentStats;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -147,25 +148,25 @@ fn decode(path: &Path, t: &TensorProto) -> Result<(Vec<usize>, Vec<f32>)> {
         .collect::<Result<_>>()?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
     let raw = &t.raw_data;
-    let (width, typed_len) = match t.data_type {
-        1 => (4, t.float_data.len()),
-        10 | 16 => (2, t.int32_data.len()),
-        11 => (8, t.double_data.len()),
+    let (stored, typed_len) = match t.data_type {
+        1 => (Stored::F32, t.float_data.len()),
+        10 => (Stored::F16, t.int32_data.len()),
+        16 => (Stored::BF16, t.int32_data.len()),
+        11 => (Stored::F64, t.double_data.len()),
         other => return Err(bad(format!("ONNX data type {other} is not a float type"))),
     };
+    let width = stored.width();
     let available = if raw.is_empty() { typed_len } else { raw.len() / width };
     if available != count || (!raw.is_empty() && !raw.len().is_multiple_of(width)) {
         return Err(bad(format!("{available} values stored for shape {shape:?}")));
     }
-    let values = match (t.data_type, raw.is_empty()) {
-        (1, false) => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        (1, true) => t.float_data.clone(),
-        (10, false) => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        (10, true) => t.int32_data.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect(),
-        (16, false) => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        (16, true) => t.int32_data.iter().map(|&b| half::bf16::from_bits(b as u16).to_f32()).collect(),
-        (_, false) => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-        (_, true) => t.double_data.iter().map(|&v| v as f32).collect(),
+    // Values are either raw little-endian bytes or in the typed field for their type.
+    let values = match (stored, raw.is_empty()) {
+        (_, false) => stored.decode(raw),
+        (Stored::F32, true) => t.float_data.clone(),
+        (Stored::F16, true) => t.int32_data.iter().map(|&b| half::f16::from_bits(b as u16).to_f32()).collect(),
+        (Stored::BF16, true) => t.int32_data.iter().map(|&b| half::bf16::from_bits(b as u16).to_f32()).collect(),
+        (Stored::F64, true) => t.double_data.iter().map(|&v| v as f32).collect(),
     };
     Ok((shape, values))
 }

@@ -18,6 +18,7 @@
 
 use crate::config::{DitConfig, VmaeConfig};
 use crate::error::{Error, Result};
+use crate::floats::Stored;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -210,10 +211,11 @@ impl Pack {
         if self.checksums.get(name) != Some(&crc32fast::hash(&bytes)) {
             return Err(Error::PackFormat(format!("tensor `{name}` is damaged (checksum mismatch)")));
         }
-        let values: Vec<f32> = match self.dtype {
-            PackDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            PackDtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        };
+        let values = match self.dtype {
+            PackDtype::F32 => Stored::F32,
+            PackDtype::F16 => Stored::F16,
+        }
+        .decode(&bytes);
         if values.len() != shape.iter().product::<usize>() {
             return Err(Error::PackFormat(format!("tensor `{name}` has {} bytes for shape {shape:?}", bytes.len())));
         }
