@@ -204,6 +204,8 @@ pub enum FileKind {
     Pack,
     /// A `.npy` array.
     Npy,
+    /// A `.ldz` compressed image.
+    Ldz,
     /// A `torch.save` file (zip or legacy pickle).
     Torch,
     /// Anything else: tried as an ONNX protobuf.
@@ -221,6 +223,8 @@ pub fn file_kind(path: &Path) -> Result<FileKind> {
         FileKind::Pack
     } else if head.starts_with(b"\x93NUMPY") {
         FileKind::Npy
+    } else if head.starts_with(&crate::ldz::MAGIC) {
+        FileKind::Ldz
     } else if head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80) {
         FileKind::Torch
     } else {
@@ -254,6 +258,7 @@ fn unsupported(path: &Path, kind: FileKind) -> Error {
     let reason = match kind {
         FileKind::Pack => "is already a weight pack".to_string(),
         FileKind::Npy => "is a .npy array, not model weights".to_string(),
+        FileKind::Ldz => "is a .ldz compressed image, not model weights".to_string(),
         _ => format!("is a {kind:?} file, which this build cannot read (enable the `checkpoint` / `onnx` features)"),
     };
     Error::Checkpoint { path: path.display().to_string(), reason }

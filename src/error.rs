@@ -43,6 +43,12 @@ pub enum Error {
     Checkpoint { path: String, reason: String },
     /// A file could not be read or written.
     Io { path: String, reason: String },
+    /// A `.ldz` file is malformed, damaged or truncated.
+    Ldz(String),
+    /// A `.ldz` file of a format version this build does not read.
+    LdzVersion(u8),
+    /// A `.ldz` file made with other VMAE weights than the ones given to decode it.
+    LdzModel { expected: u64, found: u64 },
 }
 
 impl fmt::Display for Error {
@@ -83,6 +89,15 @@ impl fmt::Display for Error {
             Error::Image(reason) => write!(f, "image error: {reason}"),
             Error::Checkpoint { path, reason } => write!(f, "checkpoint {path}: {reason}"),
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
+            Error::Ldz(reason) => write!(f, "invalid .ldz file: {reason}"),
+            Error::LdzVersion(v) => {
+                write!(f, "unsupported .ldz version {v} (this build reads version {})", crate::ldz::VERSION)
+            }
+            Error::LdzModel { expected, found } => write!(
+                f,
+                "the .ldz file was made with VMAE weights {found:016x}, not with these ({expected:016x}): \
+                 decompress it with the weights it was compressed with"
+            ),
         }
     }
 }

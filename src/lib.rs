@@ -27,6 +27,7 @@ extern crate std;
 
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 #[cfg(feature = "std")]
 pub mod convert;
@@ -35,6 +36,7 @@ pub mod dit;
 pub mod error;
 mod floats;
 pub mod image;
+pub mod ldz;
 pub mod nn;
 pub mod noise;
 pub mod npy;
@@ -42,8 +44,10 @@ pub mod npy;
 pub mod onnx;
 pub mod pack;
 pub mod sampler;
+pub mod tiling;
 pub mod vmae;
 
+pub use codec::Codec;
 pub use config::{DitConfig, StackConfig, VmaeConfig};
 pub use dit::Dit;
 pub use error::{Error, Result};

@@ -190,6 +190,22 @@ impl Pack {
         self.tensors.values().map(|t| t.shape.as_slice().iter().product::<usize>()).sum()
     }
 
+    /// A 64-bit fingerprint of the weights (XXH3 over names, shapes and values rounded to f16),
+    /// equal for the f16 and f32 packs of one model. Reads and checks every tensor.
+    pub fn fingerprint(&self) -> Result<u64> {
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        for (name, t) in &self.tensors {
+            hash.update(name.as_bytes());
+            for &d in t.shape.as_slice() {
+                hash.update(&(d as u64).to_le_bytes());
+            }
+            for v in self.read_f32(name, t.shape.as_slice())? {
+                hash.update(&half::f16::from_f32(v).to_bits().to_le_bytes());
+            }
+        }
+        Ok(hash.digest())
+    }
+
     /// Reads one tensor as f32 values, checking its shape and element type.
     pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.tensors.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;

@@ -132,6 +132,11 @@ impl Vmae {
         &self.config
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.pos_embed.device()
+    }
+
     /// Raw posterior parameters `[B, 2C, h, w]` (mean channels first) of images
     /// `[B, 3, S, S]` in `[-1, 1]`.
     pub fn encode_params(&self, images: Tensor<4>) -> Result<Tensor<4>> {

@@ -22,6 +22,9 @@ VMAE_ARCHS = {
     "mae_for_ldmae_f8d16_prev": dict(
         patch=8, embed_dim=192, depth=12, heads=12, dec_embed_dim=192,
         dec_depth=12, dec_heads=12, mlp_ratio=4, latent_dim=16),
+    "mae_for_ldmae_photo": dict(
+        patch=8, embed_dim=128, depth=4, heads=8, dec_embed_dim=128,
+        dec_depth=4, dec_heads=8, mlp_ratio=4, latent_dim=8),
     "mae_for_ldmae_tiny": dict(
         patch=8, embed_dim=32, depth=2, heads=2, dec_embed_dim=32,
         dec_depth=2, dec_heads=2, mlp_ratio=4, latent_dim=4),

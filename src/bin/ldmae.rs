@@ -5,8 +5,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ldmae::convert::{self, FileKind};
 use ldmae::image::{self, RgbImage};
+use ldmae::ldz::LdzFile;
 use ldmae::pack::PackModel;
-use ldmae::{Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, device, noise, npy, sampler};
+use ldmae::{Codec, Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, device, noise, npy, sampler};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -88,7 +89,29 @@ enum Command {
         #[arg(long)]
         latent: Option<PathBuf>,
     },
-    /// Describe a weight pack, a `.npy` file or a PyTorch checkpoint.
+    /// Compress a PNG of any size to a `.ldz` file.
+    Compress {
+        #[arg(long)]
+        vmae: PathBuf,
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// 1 (smallest file) … 100 (best picture).
+        #[arg(long, default_value_t = ldmae::codec::DEFAULT_QUALITY)]
+        quality: u8,
+        /// Overlap of neighbouring tiles in latent cells (default: a quarter tile).
+        #[arg(long)]
+        overlap: Option<usize>,
+    },
+    /// Decompress a `.ldz` file to a PNG, with the VMAE weights it was compressed with.
+    Decompress {
+        #[arg(long)]
+        vmae: PathBuf,
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Describe a weight pack, a `.npy` file, a `.ldz` file, a PyTorch checkpoint or an ONNX graph.
     Info { file: PathBuf },
 }
 
@@ -126,6 +149,11 @@ fn progress_bar(total: usize, what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+fn tick(bar: &ProgressBar, done: usize, total: usize) {
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -215,6 +243,26 @@ fn run(cli: Cli) -> Result<()> {
             }
             write_images(&output, vmae.decode(z)?)
         }
+        Command::Compress { vmae, input, output, quality, overlap } => {
+            let mut codec = Codec::new(&convert::open_vmae_weights(&vmae)?, &device)?.with_quality(quality)?;
+            codec.tiles.overlap = overlap.unwrap_or(codec.tiles.overlap);
+            let img = image::read_png(&input)?;
+            let bar = progress_bar(0, "compressing");
+            let bytes = codec.compress_with(&img, |done, total| tick(&bar, done, total))?;
+            bar.finish_and_clear();
+            std::fs::write(&output, &bytes).map_err(|e| Error::io(&output, e))?;
+            let bpp = bytes.len() as f64 * 8.0 / (img.width * img.height) as f64;
+            eprintln!("{}x{} → {} bytes ({bpp:.3} bits per pixel)", img.width, img.height, bytes.len());
+            Ok(())
+        }
+        Command::Decompress { vmae, input, output } => {
+            let codec = Codec::new(&convert::open_vmae_weights(&vmae)?, &device)?;
+            let bytes = std::fs::read(&input).map_err(|e| Error::io(&input, e))?;
+            let bar = progress_bar(0, "decompressing");
+            let img = codec.decompress_with(&bytes, |done, total| tick(&bar, done, total))?;
+            bar.finish_and_clear();
+            image::write_png(&output, &img)
+        }
         Command::Info { file } => info(&file),
     }
 }
@@ -228,6 +276,38 @@ fn info(path: &Path) -> Result<()> {
             println!("npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", a.shape);
         }
         FileKind::Pack => print_pack(&Pack::from_file(path)?),
+        FileKind::Ldz => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let h = LdzFile::parse(&bytes)?.header;
+            let (rows, cols) = h.latent_size();
+            println!(
+                "ldz image, format version {}, {}x{} pixels, quality {}",
+                ldmae::ldz::VERSION,
+                h.width,
+                h.height,
+                h.quality
+            );
+            println!("VMAE weights fingerprint {:016x}", h.fingerprint);
+            println!(
+                "latent {}x{rows}x{cols}, stride {}, tiles of {} cells overlapping by {}",
+                h.channels.len(),
+                h.patch,
+                h.tile,
+                h.overlap
+            );
+            let bpp = bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64);
+            println!("{} bytes, {bpp:.3} bits per pixel", bytes.len());
+            for (i, c) in h.channels.iter().enumerate() {
+                println!(
+                    "  channel {i:2}: offset {:+.4} step {:.4} symbols {}..={} scales {:?}",
+                    c.offset,
+                    c.step,
+                    c.lo,
+                    c.hi,
+                    c.scales.map(f32::from)
+                );
+            }
+        }
         FileKind::Torch | FileKind::Onnx => {
             if let Ok(sd) = convert::vmae_state_dict(path)
                 && let Ok(config) = convert::vmae_config(&sd, Default::default())

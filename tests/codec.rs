@@ -1,0 +1,148 @@
+//! Tiling and the `.ldz` codec on the tiny VMAE: tiles assemble exactly like direct encodes,
+//! any image size round-trips, damaged or foreign files are refused with clear errors.
+
+mod common;
+
+use burn::tensor::Tensor;
+use common::{max_abs_diff, repo_path};
+use ldmae::convert::{VmaeOverrides, convert_vmae};
+use ldmae::image::{RgbImage, images_to_tensor, tensor_values};
+use ldmae::tiling::{self, TileOptions};
+use ldmae::{Codec, Error, Pack, PackDtype, PackWriter, Vmae, device};
+
+fn pack(dtype: PackDtype) -> Pack {
+    let path = repo_path("tests/fixtures/tiny/vmae.pth");
+    Pack::from_bytes(&convert_vmae(&path, dtype, VmaeOverrides::default()).unwrap()).unwrap()
+}
+
+/// A smooth colour pattern with some texture, `width × height`.
+fn picture(width: usize, height: usize) -> RgbImage {
+    let pixels = (0..width * height * 3)
+        .map(|i| {
+            let (y, x, c) = ((i / 3 / width) as f32, (i / 3 % width) as f32, (i % 3) as f32);
+            let v = 128.0 + 90.0 * (0.11 * x + 0.07 * y + c).sin() + 30.0 * (0.9 * x * (c + 1.0)).cos();
+            v.clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    RgbImage::new(width, height, pixels).unwrap()
+}
+
+fn crop(img: &RgbImage, left: usize, size: usize) -> RgbImage {
+    let pixels =
+        (0..size * size * 3).map(|i| img.pixels[((i / 3 / size) * img.width + left + i / 3 % size) * 3 + i % 3]);
+    RgbImage::new(size, size, pixels.collect()).unwrap()
+}
+
+fn direct_mean(vmae: &Vmae, img: &RgbImage) -> Vec<f32> {
+    let x = images_to_tensor(std::slice::from_ref(img), &vmae.device()).unwrap();
+    tensor_values(vmae.encode(x).unwrap().mean, "mean").unwrap()
+}
+
+#[test]
+fn tiles_blend_like_direct_encodes() {
+    let vmae = Vmae::load(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    let (s, g) = (vmae.config().image_size, vmae.config().grid());
+    assert_eq!((s, g), (32, 4));
+    // 80 px = 10 cells: tiles start at cells 0, 3, 6 (overlap 1); cells 3 and 6 are shared.
+    let img = picture(80, 32);
+    let o = TileOptions { overlap: 1, batch: 2 };
+    let latent = tiling::encode(&vmae, &img, &o, |_, _| {}).unwrap();
+    assert_eq!((latent.channels, latent.height, latent.width), (4, 4, 10));
+    let tiles: Vec<Vec<f32>> = [0, 3, 6].iter().map(|&c| direct_mean(&vmae, &crop(&img, c * 8, s))).collect();
+    let tile_at = |t: usize, ch: usize, y: usize, x: usize| tiles[t][(ch * g + y) * g + x];
+    for ch in 0..4 {
+        for y in 0..4 {
+            for x in 0..10 {
+                let expected = match x {
+                    0..=2 => tile_at(0, ch, y, x),
+                    3 => 0.5 * (tile_at(0, ch, y, 3) + tile_at(1, ch, y, 0)),
+                    4..=5 => tile_at(1, ch, y, x - 3),
+                    6 => 0.5 * (tile_at(1, ch, y, 3) + tile_at(2, ch, y, 0)),
+                    _ => tile_at(2, ch, y, x - 6),
+                };
+                let got = latent.values[(ch * 4 + y) * 10 + x];
+                assert!((got - expected).abs() <= 1e-5, "ch {ch} y {y} x {x}: {got} vs {expected}");
+            }
+        }
+    }
+    // One tile: the tiled decoder is the plain decoder with the official pixel conversion rounded.
+    let one = tiling::encode(&vmae, &crop(&img, 0, s), &o, |_, _| {}).unwrap();
+    let decoded = tiling::decode(&vmae, &one, s, s, &o, |_, _| {}).unwrap();
+    let z = Tensor::<4>::from_data(burn::tensor::TensorData::new(one.values.clone(), [1, 4, g, g]), &vmae.device());
+    let pixels = tensor_values(vmae.decode(z).unwrap(), "pixels").unwrap();
+    for (i, &v) in decoded.pixels.iter().enumerate() {
+        let (y, x, c) = (i / 3 / s, i / 3 % s, i % 3);
+        let expected = (127.5 * (pixels[(c * s + y) * s + x] + 1.0)).round().clamp(0.0, 255.0);
+        assert!((v as f32 - expected).abs() <= 1.0, "pixel {i}: {v} vs {expected}");
+    }
+}
+
+#[test]
+fn any_size_round_trips_and_quality_trades_bytes_for_error() {
+    let codec = Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    for (w, h) in [(1, 1), (37, 29), (100, 41)] {
+        let img = picture(w, h);
+        let out = codec.decompress(&codec.compress(&img).unwrap()).unwrap();
+        assert_eq!((out.width, out.height, out.pixels.len()), (w, h, w * h * 3));
+    }
+    // Against the unquantised latent's decode, error falls and size grows with quality.
+    let img = picture(70, 50);
+    let o = codec.tiles;
+    let latent = tiling::encode(codec.vmae(), &img, &o, |_, _| {}).unwrap();
+    let clean = tiling::decode(codec.vmae(), &latent, 70, 50, &o, |_, _| {}).unwrap();
+    let as_f32 = |im: &RgbImage| im.pixels.iter().map(|&v| v as f32).collect::<Vec<_>>();
+    let mut last = (f64::INFINITY, 0);
+    for q in [20, 50, 80, 100] {
+        let bytes =
+            Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap().with_quality(q).unwrap().compress(&img).unwrap();
+        let out = codec.decompress(&bytes).unwrap();
+        let (a, b) = (as_f32(&out), as_f32(&clean));
+        let mse = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
+        assert!(mse < last.0 && bytes.len() > last.1, "quality {q}: mse {mse}, {} bytes", bytes.len());
+        last = (mse, bytes.len());
+    }
+    assert!(last.0 < 1.0, "quality 100 is within a level of the unquantised decode: mse {}", last.0);
+    assert!(max_abs_diff(&as_f32(&codec.decompress(&codec.compress(&img).unwrap()).unwrap()), &as_f32(&clean)) > 0.0);
+}
+
+#[test]
+fn precision_does_not_change_the_model_identity_but_weights_do() {
+    let (f32_pack, f16_pack) = (pack(PackDtype::F32), pack(PackDtype::F16));
+    assert_eq!(f32_pack.fingerprint().unwrap(), f16_pack.fingerprint().unwrap());
+    let bytes = Codec::new(&f32_pack, &device::cpu()).unwrap().compress(&picture(40, 40)).unwrap();
+    Codec::new(&f16_pack, &device::cpu()).unwrap().decompress(&bytes).unwrap();
+
+    let mut w = PackWriter::new(f32_pack.model.clone(), PackDtype::F32, "perturbed");
+    for (name, shape) in f32_pack.tensor_shapes() {
+        let mut v = f32_pack.read_f32(name, shape).unwrap();
+        if name == "decoder_pred.conv_smoother.bias" {
+            v[0] += 0.01;
+        }
+        w.add(name, shape, &v).unwrap();
+    }
+    let other = Pack::from_bytes(&w.to_bytes().unwrap()).unwrap();
+    let err = Codec::new(&other, &device::cpu()).unwrap().decompress(&bytes).unwrap_err();
+    assert!(matches!(err, Error::LdzModel { .. }), "{err}");
+    assert!(err.to_string().contains("decompress it with the weights it was compressed with"), "{err}");
+}
+
+#[test]
+fn damaged_files_are_refused_cleanly() {
+    let codec = Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    let bytes = codec.compress(&picture(45, 33)).unwrap();
+    for n in 0..bytes.len() {
+        assert!(matches!(codec.decompress(&bytes[..n]), Err(Error::Ldz(_))), "truncated to {n}");
+    }
+    for i in (0..bytes.len() * 8).step_by(3) {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        let err = codec.decompress(&b).unwrap_err();
+        assert!(matches!(err, Error::Ldz(_) | Error::LdzVersion(_)), "bit {i}: {err}");
+    }
+    let mut b = bytes.clone();
+    b[4] = 9;
+    assert_eq!(
+        codec.decompress(&b).unwrap_err().to_string(),
+        "unsupported .ldz version 9 (this build reads version 1)"
+    );
+}
