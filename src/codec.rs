@@ -113,21 +113,27 @@ impl Codec {
                 c.latent_channels
             )));
         }
-        let symbols = entropy_decode(h, file.payload)?;
-        let (rows, cols) = h.latent_size();
-        let plane = rows * cols;
-        let values = symbols
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let ch = &h.channels[i / plane];
-                ch.offset.to_f32() + ch.step.to_f32() * s as f32
-            })
-            .collect();
-        let latent = Latent { channels: h.channels.len(), height: rows, width: cols, values };
+        let latent = decode_latent(&file)?;
         let tiles = TileOptions { overlap: h.overlap as usize, batch: self.tiles.batch };
         tiling::decode(&self.vmae, &latent, h.width as usize, h.height as usize, &tiles, progress)
     }
+}
+
+/// The dequantised latent of a parsed `.ldz` file (no network involved).
+pub fn decode_latent(file: &LdzFile) -> Result<Latent> {
+    let h = &file.header;
+    let symbols = entropy_decode(h, file.payload.clone())?;
+    let (rows, cols) = h.latent_size();
+    let plane = rows * cols;
+    let values = symbols
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let ch = &h.channels[i / plane];
+            ch.offset.to_f32() + ch.step.to_f32() * s as f32
+        })
+        .collect();
+    Ok(Latent { channels: h.channels.len(), height: rows, width: cols, values })
 }
 
 /// Quantisation step of a channel with standard deviation `std` at quality `q`.
@@ -168,7 +174,7 @@ fn quantize(latent: &Latent, q: u8) -> (Vec<ChannelCoding>, Vec<i32>) {
 
 /// Context of symbol `i` of a channel plane `width` cells wide.
 fn context_at(channel: &[i32], i: usize, width: usize) -> usize {
-    let left = if i % width > 0 { channel[i - 1] } else { 0 };
+    let left = if !i.is_multiple_of(width) { channel[i - 1] } else { 0 };
     let up = if i >= width { channel[i - width] } else { 0 };
     ldz::context(left, up)
 }

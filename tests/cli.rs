@@ -163,3 +163,30 @@ fn bad_input_exits_with_a_message() {
     fails(&["info", s(&junk)], "checkpoint");
     std::fs::remove_dir_all(&e.dir).ok();
 }
+
+#[test]
+fn compress_info_and_decompress_any_size() {
+    let e = env("ldz");
+    let (png, ldz, back) = (e.dir.join("in.png"), e.dir.join("x.ldz"), e.dir.join("back.png"));
+    let pixels = (0..45 * 30 * 3).map(|i| ((i * 37) % 251) as u8).collect();
+    let img = image::RgbImage::new(45, 30, pixels).unwrap();
+    image::write_png(&png, &img).unwrap();
+    ok(&["compress", "--vmae", s(&e.vmae), s(&png), "-o", s(&ldz), "--quality", "70"]);
+    let info = ok(&["info", s(&ldz)]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("45x30 pixels, quality 70") && text.contains("latent 4x4x6"), "{text}");
+    ok(&["decompress", "--vmae", s(&e.vmae), s(&ldz), "-o", s(&back)]);
+    let codec = ldmae::Codec::new(&ldmae::Pack::from_file(&e.vmae).unwrap(), &ldmae::device::cpu()).unwrap();
+    assert_eq!(image::read_png(&back).unwrap(), codec.decompress(&std::fs::read(&ldz).unwrap()).unwrap());
+
+    let bytes = std::fs::read(&ldz).unwrap();
+    let cut = e.dir.join("cut.ldz");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    fails(&["decompress", "--vmae", s(&e.vmae), s(&cut), "-o", s(&back)], "invalid .ldz file: checksum mismatch");
+    fails(&["info", s(&cut)], "checksum mismatch");
+    fails(&["decompress", "--vmae", s(&e.dit), s(&ldz), "-o", s(&back)], "expected a vmae weight pack");
+    fails(&["compress", "--vmae", s(&e.vmae), s(&png), "-o", s(&ldz), "--quality", "0"], "quality");
+    fails(&["compress", "--vmae", s(&e.vmae), s(&png), "-o", s(&ldz), "--overlap", "4"], "overlap 4");
+    fails(&["compress", "--vmae", s(&ldz), s(&png), "-o", s(&ldz)], "is a .ldz compressed image");
+    std::fs::remove_dir_all(&e.dir).ok();
+}

@@ -86,3 +86,18 @@ fn damaged_onnx_and_npy() {
     });
     fuzz("latent.npy", &tiny("dec_latent.npy"), 4000, |p| npy::read(p).is_ok());
 }
+
+#[test]
+fn damaged_ldz_files() {
+    let pack = ldmae::Pack::from_bytes(
+        &convert::convert_vmae(&tiny("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap(),
+    )
+    .unwrap();
+    let codec = ldmae::Codec::new(&pack, &ldmae::device::cpu()).unwrap();
+    let pixels = (0..70 * 40 * 3).map(|i| ((i * 7919) % 256) as u8).collect();
+    let bytes = codec.compress(&ldmae::image::RgbImage::new(70, 40, pixels).unwrap()).unwrap();
+    let seed = std::env::temp_dir().join(format!("ldmae-hostile-{}-src.ldz", std::process::id()));
+    std::fs::write(&seed, bytes).unwrap();
+    fuzz("ldz", &seed, 4000, |p| codec.decompress(&std::fs::read(p).unwrap()).is_ok());
+    std::fs::remove_file(&seed).ok();
+}
