@@ -1,5 +1,6 @@
 //! The `.ldz` image codec: the VMAE latent of a tiled image ([`crate::tiling`]), quantised
-//! uniformly per channel and entropy-coded with `constriction`'s ANS coder under discretised
+//! uniformly (per-channel offset and step in the file; this encoder uses one step for all
+//! channels, which measured better than per-channel steps) and entropy-coded with `constriction`'s ANS coder under discretised
 //! Laplace models (one scale per channel and neighbourhood context, [`ldz::context`]).
 //!
 //! ```no_run
@@ -136,22 +137,32 @@ pub fn decode_latent(file: &LdzFile) -> Result<Latent> {
     Ok(Latent { channels: h.channels.len(), height: rows, width: cols, values })
 }
 
-/// Quantisation step of a channel with standard deviation `std` at quality `q`.
-fn step(std: f32, q: u8) -> f16 {
-    let step = std * 0.5 * libm::exp2f((50.0 - q as f32) / 12.5);
-    f16::from_f32(step.max(1e-3))
+/// Quantisation step at quality `q` for a latent whose channels have RMS deviation `spread`:
+/// one step for all channels, so that each channel gets bits in proportion to its variance.
+fn step(spread: f64, q: u8) -> f16 {
+    let step = spread * 0.5 * libm::exp2((50.0 - q as f64) / 12.5);
+    f16::from_f64(step.max(1e-3))
 }
 
-/// Per-channel uniform quantisation of a latent; entropy-model scales fitted per context.
+/// Uniform quantisation of a latent with one step for all channels (around each channel's
+/// mean); entropy-model scales fitted per channel and context.
 fn quantize(latent: &Latent, q: u8) -> (Vec<ChannelCoding>, Vec<i32>) {
     let plane = latent.height * latent.width;
+    let n = plane as f64;
+    let moments: Vec<(f64, f64)> = latent
+        .values
+        .chunks_exact(plane)
+        .map(|values| {
+            let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+            (mean, values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n)
+        })
+        .collect();
+    let spread = libm::sqrt(moments.iter().map(|m| m.1).sum::<f64>() / moments.len() as f64);
+    let step = step(spread, q);
     let mut codings = Vec::with_capacity(latent.channels);
     let mut symbols = Vec::with_capacity(latent.values.len());
-    for values in latent.values.chunks_exact(plane) {
-        let n = plane as f64;
-        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let (offset, step) = (f16::from_f64(mean), step(libm::sqrt(var) as f32, q));
+    for (values, &(mean, _)) in latent.values.chunks_exact(plane).zip(&moments) {
+        let offset = f16::from_f64(mean);
         let start = symbols.len();
         symbols.extend(
             values

@@ -37,6 +37,8 @@ pub mod error;
 mod floats;
 pub mod image;
 pub mod ldz;
+#[cfg(feature = "embedded-models")]
+pub mod models;
 pub mod nn;
 pub mod noise;
 pub mod npy;

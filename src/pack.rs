@@ -100,6 +100,9 @@ pub struct SamplingDefaults {
     pub shift: f32,
     pub cfg_scale: f32,
     pub cfg_interval_start: f32,
+    /// Guided channels (absent: the official channels 0, 1, 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg_channels: Option<Vec<usize>>,
 }
 
 /// The model a pack describes.
@@ -188,6 +191,20 @@ impl Pack {
     /// Total element count of all tensors.
     pub fn num_elements(&self) -> usize {
         self.tensors.values().map(|t| t.shape.as_slice().iter().product::<usize>()).sum()
+    }
+
+    /// The same pack with other recommended sampling settings (DiT packs only), e.g. the
+    /// schedule a distilled model was trained for.
+    pub fn with_sampling(&self, sampling: SamplingDefaults) -> Result<Vec<u8>> {
+        let PackModel::Dit { config, stats, .. } = &self.model else {
+            return Err(Error::WrongKind { expected: "dit", found: self.model.kind().into() });
+        };
+        let model = PackModel::Dit { config: *config, stats: stats.clone(), sampling: Some(sampling) };
+        let mut w = PackWriter::new(model, self.dtype, self.source.clone().unwrap_or_default());
+        for (name, t) in &self.tensors {
+            w.add(name.clone(), t.shape.as_slice(), &self.read_f32(name, t.shape.as_slice())?)?;
+        }
+        w.to_bytes()
     }
 
     /// A 64-bit fingerprint of the weights (XXH3 over names, shapes and values rounded to f16),

@@ -39,7 +39,7 @@ impl From<&SamplingDefaults> for SamplerConfig {
             shift: d.shift,
             cfg_scale: d.cfg_scale,
             cfg_interval_start: d.cfg_interval_start,
-            ..Self::default()
+            cfg_channels: d.cfg_channels.clone().unwrap_or_else(|| Self::default().cfg_channels),
         }
     }
 }

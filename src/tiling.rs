@@ -39,8 +39,9 @@ impl TileOptions {
     }
 }
 
-/// Tile starts along an axis of `len` cells: every `tile − overlap`, the last flush with the end.
-fn starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
+/// Tile starts along an axis of `len ≥ tile` cells: every `tile − overlap`, the last flush
+/// with the end.
+pub fn tile_starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
     let step = tile - overlap;
     let mut out: Vec<usize> = (0..).map(|i| i * step).take_while(|&s| s + tile < len).collect();
     out.push(len - tile);
@@ -55,8 +56,8 @@ fn ramp(i: usize, n: usize, ramp: usize) -> f32 {
 
 /// Tile positions (row, column) in latent cells for a latent of `rows × cols` cells.
 fn tiles(rows: usize, cols: usize, grid: usize, overlap: usize) -> Vec<(usize, usize)> {
-    let cs = starts(cols, grid, overlap);
-    starts(rows, grid, overlap).into_iter().flat_map(|r| cs.iter().map(move |&c| (r, c))).collect()
+    let cs = tile_starts(cols, grid, overlap);
+    tile_starts(rows, grid, overlap).into_iter().flat_map(|r| cs.iter().map(move |&c| (r, c))).collect()
 }
 
 fn check_overlap(vmae: &Vmae, o: &TileOptions) -> Result<()> {
@@ -225,11 +226,11 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_axis_with_the_requested_overlap() {
-        assert_eq!(starts(32, 32, 8), vec![0]);
-        assert_eq!(starts(40, 32, 8), vec![0, 8]);
-        assert_eq!(starts(96, 32, 8), vec![0, 24, 48, 64]);
+        assert_eq!(tile_starts(32, 32, 8), vec![0]);
+        assert_eq!(tile_starts(40, 32, 8), vec![0, 8]);
+        assert_eq!(tile_starts(96, 32, 8), vec![0, 24, 48, 64]);
         for len in 32..200 {
-            let s = starts(len, 32, 8);
+            let s = tile_starts(len, 32, 8);
             assert_eq!(s[0], 0);
             assert_eq!(*s.last().unwrap(), len - 32);
             assert!(s.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 24), "{len}: {s:?}");

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ldmae::PackDtype;
 use ldmae::checkpoint;
 use ldmae::convert::{self, VmaeOverrides};
+use ldmae::pack::SamplingDefaults;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,6 +57,21 @@ enum Command {
         output: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
+        /// Record a recommended sampling schedule (e.g. of a distilled model): Euler steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// With `--steps`: time shift (0 = none).
+        #[arg(long, default_value_t = 0.0, requires = "steps")]
+        shift: f32,
+        /// With `--steps`: guidance scale (1 = none).
+        #[arg(long, default_value_t = 1.0, requires = "steps")]
+        cfg: f32,
+        /// With `--steps`: guidance from this time on.
+        #[arg(long, default_value_t = 0.0, requires = "steps")]
+        cfg_interval: f32,
+        /// With `--steps`: guided channels, comma separated (default: the official 0,1,2).
+        #[arg(long, value_delimiter = ',', requires = "steps")]
+        cfg_channels: Option<Vec<usize>>,
     },
 }
 
@@ -69,9 +85,23 @@ fn run(cli: Cli) -> ldmae::Result<()> {
             let o = VmaeOverrides { heads, decoder_heads };
             (output, convert::convert_vmae(&checkpoint, dtype.into(), o)?)
         }
-        Command::Dit { checkpoint, stats, output, dtype } => {
+        Command::Dit { checkpoint, stats, output, dtype, steps, shift, cfg, cfg_interval, cfg_channels } => {
             let stats = stats.map(|p| checkpoint::latent_stats(&p)).transpose()?;
-            (output, convert::convert_dit(&checkpoint, stats, dtype.into())?)
+            let bytes = convert::convert_dit(&checkpoint, stats, dtype.into())?;
+            let bytes = match steps {
+                Some(steps) => {
+                    let s = SamplingDefaults {
+                        steps,
+                        shift,
+                        cfg_scale: cfg,
+                        cfg_interval_start: cfg_interval,
+                        cfg_channels,
+                    };
+                    ldmae::Pack::from_bytes(&bytes)?.with_sampling(s)?
+                }
+                None => bytes,
+            };
+            (output, bytes)
         }
     };
     write(&output, &bytes)?;

@@ -91,8 +91,9 @@ enum Command {
     },
     /// Compress a PNG of any size to a `.ldz` file.
     Compress {
+        /// VMAE weights (default: the embedded photo VMAE).
         #[arg(long)]
-        vmae: PathBuf,
+        vmae: Option<PathBuf>,
         input: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
@@ -105,8 +106,9 @@ enum Command {
     },
     /// Decompress a `.ldz` file to a PNG, with the VMAE weights it was compressed with.
     Decompress {
+        /// VMAE weights (default: the embedded photo VMAE).
         #[arg(long)]
-        vmae: PathBuf,
+        vmae: Option<PathBuf>,
         input: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
@@ -117,6 +119,20 @@ enum Command {
 
 fn load_vmae(path: &Path, device: &Device) -> Result<Vmae> {
     Vmae::load(&convert::open_vmae_weights(path)?, device)
+}
+
+/// The codec's VMAE: the given weights, else the embedded photo VMAE.
+fn codec_weights(path: Option<&Path>) -> Result<Pack> {
+    match path {
+        Some(p) => convert::open_vmae_weights(p),
+        #[cfg(feature = "embedded-models")]
+        None => ldmae::models::photo_vmae(),
+        #[cfg(not(feature = "embedded-models"))]
+        None => Err(Error::InputValue {
+            what: "arguments",
+            reason: "--vmae is required (built without embedded models)".into(),
+        }),
+    }
 }
 
 fn npy_tensor(path: &Path, device: &Device, what: &'static str) -> Result<Tensor<4>> {
@@ -244,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             write_images(&output, vmae.decode(z)?)
         }
         Command::Compress { vmae, input, output, quality, overlap } => {
-            let mut codec = Codec::new(&convert::open_vmae_weights(&vmae)?, &device)?.with_quality(quality)?;
+            let mut codec = Codec::new(&codec_weights(vmae.as_deref())?, &device)?.with_quality(quality)?;
             codec.tiles.overlap = overlap.unwrap_or(codec.tiles.overlap);
             let img = image::read_png(&input)?;
             let bar = progress_bar(0, "compressing");
@@ -256,7 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Decompress { vmae, input, output } => {
-            let codec = Codec::new(&convert::open_vmae_weights(&vmae)?, &device)?;
+            let codec = Codec::new(&codec_weights(vmae.as_deref())?, &device)?;
             let bytes = std::fs::read(&input).map_err(|e| Error::io(&input, e))?;
             let bar = progress_bar(0, "decompressing");
             let img = codec.decompress_with(&bytes, |done, total| tick(&bar, done, total))?;
