@@ -197,3 +197,17 @@ fn wrong_inputs_are_refused() {
     let pixels = vmae.decode(vmae.encode(nan).unwrap().mean).unwrap();
     assert!(matches!(ldmae::image::tensor_to_images(pixels), Err(Error::NonFinite { .. })));
 }
+
+#[test]
+fn pickled_code_is_refused_and_never_run() {
+    // Made by export/reference/make_hostile.py: `os.system` / `eval` calls inside checkpoints.
+    let marker = std::path::Path::new("/tmp/ldmae-hostile-pickle-ran");
+    std::fs::remove_file(marker).ok();
+    for file in ["system_call.pth", "eval_legacy.pth", "bare_pickle.pth"] {
+        let path = repo_path("tests/fixtures/hostile").join(file);
+        let err = convert_vmae(&path, PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+        assert!(matches!(err, Error::Checkpoint { .. }), "{file}: {err}");
+        assert!(matches!(convert_dit(&path, Some(stats()), PackDtype::F32), Err(Error::Checkpoint { .. })), "{file}");
+    }
+    assert!(!marker.exists(), "a pickled command ran");
+}
