@@ -1,0 +1,62 @@
+//! Times one model on fixed inputs, for `export/bench/compare.py` (which runs onnxruntime and
+//! PyTorch on the same weights and inputs and prints the ratio table).
+//!
+//! ```text
+//! timings FIXTURES INPUTS MODEL REPEAT     # MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2
+//! ```
+//! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
+//! `.npy` inputs written by the script. Prints one JSON line with the time of each run in ms
+//! (after one untimed warm-up run; each time includes reading the result back).
+
+use burn::tensor::{Tensor, TensorData};
+use ldmae::checkpoint::latent_stats;
+use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
+use ldmae::image::tensor_values;
+use ldmae::{Dit, Pack, PackDtype, Vmae, device, npy};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn input(dir: &Path, name: &str, device: &burn::tensor::Device) -> ldmae::Result<Tensor<4>> {
+    let a = npy::read(&dir.join(name))?;
+    let shape: [usize; 4] = a.shape.clone().try_into().expect("4-D input");
+    Ok(Tensor::from_data(TensorData::new(a.data, shape), device))
+}
+
+fn main() -> ldmae::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [fixtures, inputs, model, repeat] = args.as_slice() else {
+        eprintln!("usage: timings FIXTURES INPUTS vmae_encode|vmae_decode|dit_b1|dit_b2 REPEAT");
+        std::process::exit(2);
+    };
+    let (fixtures, inputs) = (PathBuf::from(fixtures), PathBuf::from(inputs));
+    let repeat: usize = repeat.parse().expect("REPEAT is a count");
+    let device = device::cpu();
+    let run: Box<dyn Fn() -> ldmae::Result<Tensor<4>>> = if model.starts_with("vmae") {
+        let bytes = convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?;
+        let vmae = Vmae::load(&Pack::from_bytes(&bytes)?, &device)?;
+        if model == "vmae_encode" {
+            let x = input(&inputs, "image.npy", &device)?;
+            Box::new(move || vmae.encode_params(x.clone()))
+        } else {
+            let z = input(&inputs, "latent.npy", &device)?;
+            Box::new(move || vmae.decode(z.clone()))
+        }
+    } else {
+        let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
+        let bytes = convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?;
+        let dit = Dit::load(&Pack::from_bytes(&bytes)?, &device)?;
+        let batch = if model == "dit_b2" { 2 } else { 1 };
+        let x = input(&inputs, "dit_x.npy", &device)?.narrow(0, 0, batch);
+        Box::new(move || dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch]))
+    };
+    let mut times = Vec::with_capacity(repeat);
+    for i in 0..=repeat {
+        let start = Instant::now();
+        tensor_values(run()?, "output")?;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    println!("{{\"model\": \"{model}\", \"times_ms\": {times:?}}}");
+    Ok(())
+}

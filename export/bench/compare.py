@@ -1,0 +1,116 @@
+"""ldmae vs onnxruntime vs PyTorch on the same weights and inputs, one run, one table.
+
+    python3 export/bench/compare.py --fixtures fixtures-full --threads 2 --repeat 5
+
+Needs the full-size fixtures and ONNX exports of scripts/test.sh (random weights at the
+official sizes) and `cargo build --release --example timings`. Every engine uses the same
+thread count (torch.set_num_threads, ORT intra-op threads, RAYON_NUM_THREADS for ldmae) and
+is timed as the median of --repeat runs after one warm-up; ldmae runs in its own process per
+model, whose peak resident memory is reported (`/usr/bin/time -f %M`). The fraction of the
+hardware limit divides the model's FLOPs (spec §1.6, §2.3) by the median time and by the f32
+GEMM throughput measured here with torch.matmul.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+import ldmae_ref as ref  # noqa: E402
+
+GFLOPS = {"vmae_encode": 20.6, "vmae_decode": 20.7, "dit_b1": 212.7, "dit_b2": 2 * 212.7}
+
+
+def median_ms(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def gemm_gflops(threads, n=2048, repeat=5):
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ms = median_ms(lambda: a @ b, repeat)
+    return 2 * n**3 / (ms * 1e-3) / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--fixtures", default=os.environ.get("LDMAE_FULL_FIXTURES", "fixtures-full"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--timings", default="target/release/examples/timings")
+    ap.add_argument("--models", default="vmae_encode,vmae_decode,dit_b1,dit_b2")
+    args = ap.parse_args()
+    fx, t = args.fixtures, args.threads
+    torch.set_num_threads(t)
+
+    rng = np.random.default_rng(0)
+    inputs = {
+        "image.npy": rng.uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32),
+        "latent.npy": rng.standard_normal((1, 16, 32, 32)).astype(np.float32),
+        "dit_x.npy": rng.standard_normal((2, 16, 32, 32)).astype(np.float32),
+    }
+    tmp = tempfile.mkdtemp(prefix="ldmae-compare-")
+    for name, a in inputs.items():
+        np.save(os.path.join(tmp, name), a)
+
+    vmae = ref.vmae_from_checkpoint(torch.load(os.path.join(fx, "vmae.pth"), map_location="cpu", weights_only=False)).eval()
+    dit = ref.dit_from_checkpoint(torch.load(os.path.join(fx, "dit.pt"), map_location="cpu", weights_only=False)).eval()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = t, 1
+    sess = {k: ort.InferenceSession(os.path.join(fx, "onnx", f), opts, providers=["CPUExecutionProvider"])
+            for k, f in [("enc", "vmae_encoder.onnx"), ("dec", "vmae_decoder.onnx"), ("dit", "dit.onnx")]}
+
+    def ort_run(s, *xs):
+        return lambda: s.run(None, {i.name: x for i, x in zip(s.get_inputs(), xs)})
+
+    x2 = inputs["dit_x.npy"]
+    cases = {
+        "vmae_encode": (lambda: vmae.encode_params(torch.from_numpy(inputs["image.npy"])),
+                        ort_run(sess["enc"], inputs["image.npy"])),
+        "vmae_decode": (lambda: vmae.decode(torch.from_numpy(inputs["latent.npy"])),
+                        ort_run(sess["dec"], inputs["latent.npy"])),
+    }
+    for b in (1, 2):
+        xt, tt, yt = torch.from_numpy(x2[:b]), torch.full((b,), 0.5), torch.full((b,), 207)
+        cases[f"dit_b{b}"] = (lambda xt=xt, tt=tt, yt=yt: dit(xt, tt, yt),
+                              ort_run(sess["dit"], x2[:b], np.full((b,), 0.5, np.float32), np.full((b,), 207, np.int64)))
+
+    gemm = gemm_gflops(t)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(t))
+    rows = []
+    for model in args.models.split(","):
+        torch_fn, ort_fn = cases[model]
+        with torch.inference_mode():
+            torch_ms = median_ms(torch_fn, args.repeat)
+        ort_ms = median_ms(ort_fn, args.repeat)
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", args.timings, fx, tmp, model, str(args.repeat)],
+                             capture_output=True, text=True, env=env, check=True)
+        ours_ms = float(np.median(json.loads(out.stdout.strip().splitlines()[-1])["times_ms"]))
+        rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
+        frac = GFLOPS[model] / (ours_ms * 1e-3) / gemm
+        rows.append((model, ours_ms, ort_ms, torch_ms, ours_ms / ort_ms, ours_ms / torch_ms, frac, rss_mb))
+
+    print(f"\n{t} threads, f32 GEMM (torch.matmul 2048²): {gemm:.1f} GFLOP/s, median of {args.repeat} runs\n")
+    print("| model | ldmae ms | onnxruntime ms | PyTorch ms | ldmae/ORT | ldmae/PyTorch | ldmae FLOP/s ÷ GEMM | ldmae peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m, a, o, p, ro, rp, f, rss in rows:
+        print(f"| {m} | {a:.1f} | {o:.1f} | {p:.1f} | {ro:.2f} | {rp:.2f} | {f:.0%} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
