@@ -48,10 +48,23 @@ pub fn tile_starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
     out
 }
 
-/// Blending weight of position `i` of a tile of `n` cells whose edges ramp over `ramp` cells.
-fn ramp(i: usize, n: usize, ramp: usize) -> f32 {
-    let edge = i.min(n - 1 - i) + 1;
-    (edge as f32 / (ramp + 1) as f32).min(1.0)
+/// Blending weights along one axis for a tile of `n` units starting at `start` on an axis of
+/// `len` units, overlapping its neighbours by `overlap` units. Sides at the image border weigh
+/// 1; on a side shared with a neighbour the outer quarter of the overlap is dropped (tile
+/// borders are where the networks see the least context) and the weight then ramps up
+/// linearly over the rest of the overlap.
+fn axis_weights(start: usize, n: usize, len: usize, overlap: usize) -> Vec<f32> {
+    let (trim, ramp) = (overlap / 4, (overlap - 2 * (overlap / 4)).max(1));
+    let side = |d: usize, shared: bool| {
+        if !shared {
+            1.0
+        } else if d < trim {
+            0.0
+        } else {
+            ((d - trim) as f32 + 0.5).min(ramp as f32) / ramp as f32
+        }
+    };
+    (0..n).map(|i| side(i, start > 0).min(side(n - 1 - i, start + n < len))).collect()
 }
 
 /// Tile positions (row, column) in latent cells for a latent of `rows × cols` cells.
@@ -80,32 +93,34 @@ pub fn latent_size(vmae: &Vmae, width: usize, height: usize) -> (usize, usize) {
     (height.div_ceil(p).max(g), width.div_ceil(p).max(g))
 }
 
-/// Weighted sum of `[C, n, n]` tiles into a `[C, rows, cols]` plane stack, with ramp weights.
+/// Weighted sum of `[C, n, n]` tiles into a `[C, rows, cols]` plane stack.
 struct Blender {
     acc: Vec<f32>,
     weight: Vec<f32>,
     rows: usize,
     cols: usize,
-    ramp: Vec<f32>,
+    n: usize,
+    overlap: usize,
 }
 
 impl Blender {
     fn new(channels: usize, rows: usize, cols: usize, n: usize, overlap: usize) -> Self {
-        let ramp = (0..n).map(|i| ramp(i, n, overlap)).collect();
-        Self { acc: vec![0.0; channels * rows * cols], weight: vec![0.0; rows * cols], rows, cols, ramp }
+        Self { acc: vec![0.0; channels * rows * cols], weight: vec![0.0; rows * cols], rows, cols, n, overlap }
     }
 
     fn add(&mut self, tile: &[f32], top: usize, left: usize) {
-        let n = self.ramp.len();
+        let n = self.n;
+        let wy = axis_weights(top, n, self.rows, self.overlap);
+        let wx = axis_weights(left, n, self.cols, self.overlap);
         let plane = self.rows * self.cols;
         for (c, values) in tile.chunks_exact(n * n).enumerate() {
             for (y, row) in values.chunks_exact(n).enumerate() {
                 let at = c * plane + (top + y) * self.cols + left;
                 for (x, &v) in row.iter().enumerate() {
-                    let w = self.ramp[y] * self.ramp[x];
+                    let w = wy[y] * wx[x];
                     self.acc[at + x] += w * v;
                     if c == 0 {
-                        self.weight[(top + y) * self.cols + left + x] += w;
+                        self.weight[at + x] += w;
                     }
                 }
             }
@@ -238,9 +253,19 @@ mod tests {
     }
 
     #[test]
-    fn ramps_are_positive_and_flat_inside() {
-        let r: Vec<f32> = (0..8).map(|i| ramp(i, 8, 2)).collect();
-        assert_eq!(r, vec![1.0 / 3.0, 2.0 / 3.0, 1.0, 1.0, 1.0, 1.0, 2.0 / 3.0, 1.0 / 3.0]);
-        assert!((0..4).all(|i| ramp(i, 4, 0) == 1.0));
+    fn weights_drop_shared_borders_and_cover_every_position() {
+        assert_eq!(axis_weights(0, 8, 8, 4), vec![1.0; 8]);
+        assert_eq!(axis_weights(0, 8, 20, 4), vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.25, 0.0]);
+        assert_eq!(axis_weights(12, 8, 20, 4), vec![0.0, 0.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(axis_weights(3, 4, 10, 1), vec![0.5, 1.0, 1.0, 0.5]);
+        for (len, n, overlap) in [(20, 8, 4), (37, 8, 2), (100, 16, 4), (64, 16, 8), (17, 16, 0)] {
+            let mut total = vec![0.0; len];
+            for s in tile_starts(len, n, overlap) {
+                for (i, w) in axis_weights(s, n, len, overlap).into_iter().enumerate() {
+                    total[s + i] += w;
+                }
+            }
+            assert!(total.iter().all(|&w| w > 0.0), "{len} {n} {overlap}: {total:?}");
+        }
     }
 }
