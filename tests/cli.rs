@@ -190,3 +190,30 @@ fn compress_info_and_decompress_any_size() {
     fails(&["compress", "--vmae", s(&ldz), s(&png), "-o", s(&ldz)], "is a .ldz compressed image");
     std::fs::remove_dir_all(&e.dir).ok();
 }
+
+#[test]
+fn a_recorded_sampling_schedule_is_the_default() {
+    let e = env("schedule");
+    let schedule = ldmae::pack::SamplingDefaults {
+        steps: 2,
+        shift: 0.0,
+        cfg_scale: 2.0,
+        cfg_interval_start: 0.0,
+        cfg_channels: Some(vec![0, 1, 2, 3]),
+    };
+    let scheduled = e.dir.join("scheduled.pack");
+    std::fs::write(&scheduled, ldmae::Pack::from_file(&e.dit).unwrap().with_sampling(schedule).unwrap()).unwrap();
+    let text = String::from_utf8_lossy(&ok(&["info", s(&scheduled)]).stdout).to_string();
+    assert!(text.contains("recommended sampling") && text.contains("steps: 2"), "{text}");
+    let (a, b) = (e.dir.join("a.png"), e.dir.join("b.png"));
+    let common = ["sample", "--vmae", s(&e.vmae), "--class", "1,2", "--seed", "3"];
+    ok(&[&common[..], &["--dit", s(&scheduled), "-o", s(&a)]].concat());
+    let explicit = ["--steps", "2", "--shift", "0", "--cfg", "2", "--cfg-interval", "0", "--cfg-channels", "0,1,2,3"];
+    ok(&[&common[..], &["--dit", s(&e.dit), "-o", s(&b)], &explicit[..]].concat());
+    assert_eq!(image::read_png(&a).unwrap(), image::read_png(&b).unwrap());
+    // The official default (guidance on channels 0-2 only, 249 steps) gives another picture.
+    let c = e.dir.join("c.png");
+    ok(&[&common[..], &["--dit", s(&e.dit), "-o", s(&c), "--steps", "2", "--shift", "0", "--cfg", "2"]].concat());
+    assert_ne!(image::read_png(&a).unwrap(), image::read_png(&c).unwrap());
+    std::fs::remove_dir_all(&e.dir).ok();
+}
