@@ -192,7 +192,9 @@ fn photo_tiles_blend_without_seams() {
         let latent = tiling::encode(vmae, &photo, &o, |_, _| {}).unwrap();
         let back = tiling::decode(vmae, &latent, photo.width, photo.height, &o, |_, _| {}).unwrap();
         let ratio = seam_ratio(&photo, &back, c.patch_size, c.grid(), overlap);
-        eprintln!("overlap {overlap}: steps across tile edges vs other patch borders (relative to the original): {ratio:.3}");
+        eprintln!(
+            "overlap {overlap}: steps across tile edges vs other patch borders (relative to the original): {ratio:.3}"
+        );
         ratios.push(ratio);
     }
     // Hard tile borders show as extra steps; blended tiles must not (see docs/compression.md).

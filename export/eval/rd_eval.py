@@ -2,7 +2,8 @@
 
     python3 export/eval/rd_eval.py --ldmae target/release/ldmae \\
         --vmae vmae_photo.pack --photos /work/artifacts/photo24 --out rd_out
-    (--skip-ldz: baselines only)
+    (--skip-ldz: baselines only; --reuse OLD/rd_per_image.csv skips
+     re-measuring baseline settings an earlier run already has)
 
 For every codec the quality knob is swept; per image we measure
   bpp      = encoded file bytes * 8 / (width * height)
@@ -65,6 +66,13 @@ def pil_codec(fmt, **opts):
     return run
 
 
+def cli(cmd):
+    """Run the ldmae CLI quietly; show its output only when it fails."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+
+
 def ldz_codec(ldmae, pack):
     def run(path, img, q, tmp):
         ldz = os.path.join(tmp, "x.ldz")
@@ -73,12 +81,10 @@ def ldz_codec(ldmae, pack):
             if os.path.exists(f):
                 os.remove(f)
         t0 = time.perf_counter()
-        subprocess.run([ldmae, "compress", "--vmae", pack, path, "-o", ldz,
-                        "--quality", str(q)], check=True,
-                       stdout=subprocess.DEVNULL)
+        cli([ldmae, "compress", "--vmae", pack, path, "-o", ldz,
+             "--quality", str(q)])
         t1 = time.perf_counter()
-        subprocess.run([ldmae, "decompress", "--vmae", pack, ldz, "-o", png],
-                       check=True, stdout=subprocess.DEVNULL)
+        cli([ldmae, "decompress", "--vmae", pack, ldz, "-o", png])
         t2 = time.perf_counter()
         dec = np.asarray(Image.open(png).convert("RGB"))
         return os.path.getsize(ldz), dec, t1 - t0, t2 - t1
@@ -211,6 +217,9 @@ def main():
     ap.add_argument("--limit", type=int, default=0,
                     help="use only the first N photos (quick tests)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse", help="rd_per_image.csv of an earlier run: its "
+                    "JPEG/WebP/AVIF rows are reused instead of re-encoding "
+                    "(same photos and Pillow build assumed)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -242,7 +251,26 @@ def main():
             sys.exit(f"unknown codec {c}")
 
     metrics = Metrics()
+    # Per-image rows of an earlier run (baselines only: ldz rows depend on
+    # the pack and the CLI, so they are always recomputed).
+    reuse = {}
+    if args.reuse:
+        with open(args.reuse, newline="") as f:
+            for r in csv.DictReader(f):
+                if r["codec"] != "ldz":
+                    reuse[(r["codec"], int(r["quality"]), r["image"])] = {
+                        k: (int(v) if k in ("quality", "bytes") else
+                            v if k in ("codec", "image") else float(v))
+                        for k, v in r.items()}
+    fields = ["codec", "quality", "bpp", "psnr", "msssim", "lpips",
+              "enc_s", "dec_s"]
+    img_fields = ["codec", "quality", "image", "bytes"] + fields[2:]
     per_image, summary = [], {}
+    # Per-image rows are written as they come (a long run can be inspected
+    # or reused with --reuse even if it is stopped).
+    pif = open(os.path.join(args.out, "rd_per_image.csv"), "w", newline="")
+    piw = csv.DictWriter(pif, fieldnames=img_fields)
+    piw.writeheader()
     with tempfile.TemporaryDirectory() as tmp:
         for c, run in codecs.items():
             qs = getattr(args, f"q_{c}") or DEFAULT_Q[c]
@@ -250,6 +278,12 @@ def main():
             for q in qs:
                 acc = []
                 for path in photos:
+                    old = reuse.get((c, q, os.path.basename(path)))
+                    if old is not None:
+                        per_image.append(old)
+                        acc.append(old)
+                        piw.writerow(old)
+                        continue
                     img = Image.open(path).convert("RGB")
                     ref = np.asarray(img)
                     nbytes, dec, te, td = run(path, img, q, tmp)
@@ -263,6 +297,8 @@ def main():
                                bytes=nbytes, enc_s=te, dec_s=td, **m)
                     per_image.append(row)
                     acc.append(row)
+                    piw.writerow(row)
+                    pif.flush()
                 mean = {k: float(np.mean([r[k] for r in acc]))
                         for k in METRICS + ["enc_s", "dec_s"]}
                 summary[c].append(dict(codec=c, quality=q, **mean))
@@ -270,21 +306,13 @@ def main():
                       f"{mean['psnr']:.2f}  MS-SSIM {mean['msssim']:.4f}  "
                       f"LPIPS {mean['lpips']:.4f}", flush=True)
 
-    fields = ["codec", "quality", "bpp", "psnr", "msssim", "lpips",
-              "enc_s", "dec_s"]
+    pif.close()
     with open(os.path.join(args.out, "rd.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for rows in summary.values():
             for r in rows:
                 w.writerow({k: r[k] for k in fields})
-    with open(os.path.join(args.out, "rd_per_image.csv"), "w",
-              newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["codec", "quality", "image",
-                                          "bytes"] + fields[2:])
-        w.writeheader()
-        for r in per_image:
-            w.writerow(r)
     # Matched-bitrate table against the ldz points; without ldz (baseline
     # test runs) against WebP's points so the table is still exercised.
     ref_codec = "ldz" if "ldz" in summary else (

@@ -30,6 +30,8 @@ import photo_data  # noqa: E402
 
 def load_vmae(path):
     sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    if "mask_token" in sd:          # a train_state.pt of train_vmae.py
+        sd = {k[5:]: v for k, v in sd.items() if k.startswith("vmae.")}
     for name, cfg in ref.VMAE_ARCHS.items():
         e, L = cfg["embed_dim"], cfg["latent_dim"]
         if (sd["patch_embed.proj.weight"].shape[0] == e

@@ -189,6 +189,10 @@ def export_checkpoint(vmae, path):
     tmp = os.path.join(tmpdir, os.path.basename(path))
     torch.save({"model": sd}, tmp)
     os.replace(tmp, path)
+    try:
+        os.rmdir(tmpdir)
+    except OSError:
+        pass
 
 
 def main():
