@@ -154,7 +154,7 @@ fn quantize(latent: &Latent, q: u8) -> (Vec<ChannelCoding>, Vec<i32>) {
         .chunks_exact(plane)
         .map(|values| {
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-            (mean, values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n)
+            (mean, values.iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum::<f64>() / n)
         })
         .collect();
     let spread = libm::sqrt(moments.iter().map(|m| m.1).sum::<f64>() / moments.len() as f64);

@@ -229,7 +229,7 @@ pub fn decode(
     let pixels = (0..height * width * 3)
         .map(|i| {
             let (y, x, k) = (i / (3 * width), (i / 3) % width, i % 3);
-            (127.5 * (full[k * fplane + y * fw + x] + 1.0)).round().clamp(0.0, 255.0) as u8
+            libm::roundf(127.5 * (full[k * fplane + y * fw + x] + 1.0)).clamp(0.0, 255.0) as u8
         })
         .collect();
     RgbImage::new(width, height, pixels)
