@@ -79,18 +79,27 @@ pub fn tensor_values<const D: usize>(t: Tensor<D>, what: &'static str) -> Result
 
 /// Lays images of equal size side by side in one row.
 pub fn horizontal_strip(images: &[RgbImage]) -> Result<RgbImage> {
+    grid(images, images.len())
+}
+
+/// Lays images of equal size out in rows of `columns`, left to right, top to bottom (a last
+/// short row is padded with black).
+pub fn grid(images: &[RgbImage], columns: usize) -> Result<RgbImage> {
     let first = images.first().ok_or_else(|| Error::Image("no images given".into()))?;
     let (w, h) = (first.width, first.height);
-    if images.iter().any(|im| im.width != w || im.height != h) {
-        return Err(Error::Image("images in a strip must have the same size".into()));
+    if images.iter().any(|im| im.width != w || im.height != h) || columns == 0 {
+        return Err(Error::Image("grid images must have the same size, and a row at least one".into()));
     }
-    let mut pixels = Vec::with_capacity(images.len() * w * h * 3);
-    for row in 0..h {
-        for im in images {
-            pixels.extend_from_slice(&im.pixels[row * w * 3..(row + 1) * w * 3]);
+    let rows = images.len().div_ceil(columns);
+    let mut pixels = alloc::vec![0u8; rows * h * columns * w * 3];
+    for (i, im) in images.iter().enumerate() {
+        let (top, left) = ((i / columns) * h, (i % columns) * w);
+        for y in 0..h {
+            let at = ((top + y) * columns * w + left) * 3;
+            pixels[at..at + w * 3].copy_from_slice(&im.pixels[y * w * 3..(y + 1) * w * 3]);
         }
     }
-    RgbImage::new(w * images.len(), h, pixels)
+    RgbImage::new(columns * w, rows * h, pixels)
 }
 
 #[cfg(feature = "std")]
