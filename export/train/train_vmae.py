@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import ldmae_ref as ref  # noqa: E402
 from lpips import LPIPS  # noqa: E402
 import photo_data  # noqa: E402
+from sincos_vmae import vmae_with_sincos  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -45,15 +46,7 @@ import photo_data  # noqa: E402
 # --------------------------------------------------------------------------
 
 def build_vmae(arch, img_size):
-    cfg = ref.VMAE_ARCHS[arch]
-    m = ref.VMAE(img_size, **cfg)
-    grid = img_size // cfg["patch"]
-    with torch.no_grad():
-        m.pos_embed.copy_(torch.from_numpy(
-            ref.sincos_2d(cfg["embed_dim"], grid)).float()[None])
-        m.decoder_pos_embed.copy_(torch.from_numpy(
-            ref.sincos_2d(cfg["dec_embed_dim"], grid)).float()[None])
-    return m
+    return vmae_with_sincos(img_size=img_size, **ref.VMAE_ARCHS[arch])
 
 
 def init_weights(m, fixed_std):

@@ -10,7 +10,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "reference"))
+sys.path.insert(0, os.path.join(HERE, ".."))
 import ldmae_ref as ref  # noqa: E402,F401
+from sincos_vmae import vmae_with_sincos  # noqa: E402
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -56,15 +58,7 @@ def to_model_input(img_u8):
 
 
 def make_vmae():
-    m = ref.VMAE(**VMAE_CFG)
-    n = (VMAE_CFG["img_size"] // VMAE_CFG["patch"]) ** 2
-    g = int(round(n ** 0.5))
-    with torch.no_grad():
-        m.pos_embed.copy_(torch.from_numpy(
-            ref.sincos_2d(VMAE_CFG["embed_dim"], g)).float()[None])
-        m.decoder_pos_embed.copy_(torch.from_numpy(
-            ref.sincos_2d(VMAE_CFG["dec_embed_dim"], g)).float()[None])
-    return m
+    return vmae_with_sincos(**VMAE_CFG)
 
 
 def make_dit(cfg=None):
@@ -92,3 +86,25 @@ def save_atomic(obj, path):
     tmp = path + ".tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def training_args(ap, *, minutes, batch, lr):
+    """The options every training script here shares (output folder, time budget, batch,
+    learning rate, threads, seed, resume)."""
+    ap.add_argument("--out", default="/work/artifacts/fmnist")
+    ap.add_argument("--minutes", type=float, default=minutes)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true")
+
+
+def load_train_state(path, model, ema, opt):
+    """Restores a `--resume` state saved by these scripts; returns (step, seconds trained)."""
+    st = torch.load(path, weights_only=False)
+    model.load_state_dict(st["model"])
+    ema.load_state_dict(st["ema"])
+    opt.load_state_dict(st["opt"])
+    torch.set_rng_state(st["rng"])
+    return st["step"], st["elapsed"]

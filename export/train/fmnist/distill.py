@@ -119,12 +119,7 @@ def cmd_student(a, log):
     state_path = os.path.join(a.out, f"student{nfe}_train_state.pt")
     step, elapsed = 0, 0.0
     if a.resume and os.path.exists(state_path):
-        st = torch.load(state_path, weights_only=False)
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        step, elapsed = st["step"], st["elapsed"]
-        torch.set_rng_state(st["rng"])
+        step, elapsed = C.load_train_state(state_path, model, ema, opt)
         log(f"resumed student{nfe} at step {step}")
     torch.manual_seed(a.seed + nfe + step)
 
@@ -180,7 +175,7 @@ def cmd_student(a, log):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cmd", choices=["traj", "student"])
-    ap.add_argument("--out", default="/work/artifacts/fmnist")
+    C.training_args(ap, minutes=6.0, batch=128, lr=1e-4)
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--teacher-steps", type=int, default=32)
@@ -188,13 +183,7 @@ def main():
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--cfg-interval", type=float, default=0.1)
     ap.add_argument("--nfe", type=int, default=4)
-    ap.add_argument("--minutes", type=float, default=6.0)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--ema", type=float, default=0.995)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     C.setup(a.threads)
     log = C.Logger(os.path.join(a.out, "distill.log"))

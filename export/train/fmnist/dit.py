@@ -77,15 +77,9 @@ def ema_update(ema, model, decay):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="/work/artifacts/fmnist")
-    ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    C.training_args(ap, minutes=30.0, batch=64, lr=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     C.setup(a.threads)
     log = C.Logger(os.path.join(a.out, "dit.log"))
@@ -101,12 +95,7 @@ def main():
     state_path = os.path.join(a.out, "dit_train_state.pt")
     step, elapsed = 0, 0.0
     if a.resume and os.path.exists(state_path):
-        st = torch.load(state_path, weights_only=False)
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        step, elapsed = st["step"], st["elapsed"]
-        torch.set_rng_state(st["rng"])
+        step, elapsed = C.load_train_state(state_path, model, ema, opt)
         log(f"resumed at step {step}, {elapsed:.0f}s trained")
     log(f"config {C.DIT_CFG} params {sum(p.numel() for p in model.parameters())} "
         f"args {vars(a)} latents {tuple(mean.shape)}")
