@@ -26,7 +26,7 @@ import time
 import torch
 
 import common as C
-from dit import config_dict, ema_update
+from dit import config_dict, optimise
 
 GRID_POINTS = 4
 
@@ -142,12 +142,7 @@ def cmd_student(a, log):
         target = (Z[idx, i1] - x) / (tg[k + 1] - tg[k])[:, None, None, None]
         v = model(x, tg[k], Y[idx])
         loss = (v - target).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema_update(ema, model, min(a.ema, (1 + step) / (10 + step)))
+        step = optimise(model, ema, opt, loss, step, a.ema)
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if step % 100 == 0:
             log(f"student{nfe} step {step} loss {loss.item():.4f} (ema {ema_loss:.4f})"

@@ -75,6 +75,17 @@ def ema_update(ema, model, decay):
             e.mul_(decay).add_(p, alpha=1 - decay)
 
 
+def optimise(model, ema, opt, loss, step, ema_max):
+    """One clipped AdamW step and the EMA update with the usual warm-up; returns the new step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    step += 1
+    ema_update(ema, model, min(ema_max, (1 + step) / (10 + step)))
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser()
     C.training_args(ap, minutes=30.0, batch=64, lr=1e-3)
@@ -130,12 +141,7 @@ def main():
         y[torch.rand(a.batch) < 0.1] = null
         v = model(xt, t, y)
         loss = (v - (x1 - x0)).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema_update(ema, model, min(a.ema, (1 + step) / (10 + step)))
+        step = optimise(model, ema, opt, loss, step, a.ema)
         ema_loss = loss.item() if ema_loss is None else 0.99 * ema_loss + 0.01 * loss.item()
         if step % 100 == 0:
             log(f"step {step} lr {lr:.2e} loss {loss.item():.4f} (ema {ema_loss:.4f}) "
