@@ -58,8 +58,8 @@ pub struct Header {
 impl Header {
     /// Latent grid (rows, columns): the image padded up to whole cells and at least one tile.
     pub fn latent_size(&self) -> (usize, usize) {
-        let cells = |pixels: u32| (pixels as usize).div_ceil(self.patch as usize).max(self.tile as usize);
-        (cells(self.height), cells(self.width))
+        let (p, t) = (self.patch as usize, self.tile as usize);
+        crate::tiling::grid_size(p, t, self.width as usize, self.height as usize)
     }
 
     fn check(&self) -> core::result::Result<(), String> {

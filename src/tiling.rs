@@ -89,8 +89,13 @@ fn check_overlap(vmae: &Vmae, o: &TileOptions) -> Result<()> {
 
 /// Latent grid (rows, columns) of an image of `width × height` pixels.
 pub fn latent_size(vmae: &Vmae, width: usize, height: usize) -> (usize, usize) {
-    let (p, g) = (vmae.config().patch_size, vmae.config().grid());
-    (height.div_ceil(p).max(g), width.div_ceil(p).max(g))
+    grid_size(vmae.config().patch_size, vmae.config().grid(), width, height)
+}
+
+/// Latent grid (rows, columns) for a stride of `patch` pixels and tiles of `tile` cells: the
+/// image padded up to whole cells and at least one tile.
+pub fn grid_size(patch: usize, tile: usize, width: usize, height: usize) -> (usize, usize) {
+    (height.div_ceil(patch).max(tile), width.div_ceil(patch).max(tile))
 }
 
 /// Weighted sum of `[C, n, n]` tiles into a `[C, rows, cols]` plane stack.
