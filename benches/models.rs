@@ -1,7 +1,9 @@
 //! Criterion benchmarks at the official sizes (random weights from the full-size fixtures that
 //! `scripts/test.sh` generates; set `LDMAE_FULL_FIXTURES` to their folder): VMAE f8d16 encode
 //! and decode of one 256² image, LightningDiT-B/1 forward at batch 1 and 2, a 4-step guided
-//! sample, and loading f16 / f32 packs. Run with `cargo bench --bench models`.
+//! sample, and loading f16 / f32 packs. Run with `cargo bench --bench models`; on a GPU with
+//! `LDMAE_DEVICE=wgpu LDMAE_DTYPE=f16 cargo bench --bench models --features wgpu` (the device is
+//! chosen by `device::select_from_env`, default `auto`: see docs/gpu.md).
 
 use burn::tensor::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -29,7 +31,9 @@ fn sync(t: Tensor<4>) -> f32 {
 
 fn benches(c: &mut Criterion) {
     let Some(dir) = fixtures() else { return };
-    let device = device::cpu();
+    let selected = device::select_from_env().unwrap();
+    eprintln!("device: {selected}");
+    let device = selected.device;
     let vmae_f32 = convert_vmae(&dir.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
     let vmae_f16 = convert_vmae(&dir.join("vmae.pth"), PackDtype::F16, VmaeOverrides::default()).unwrap();
     let stats = latent_stats(&dir.join("latents_stats.pt")).unwrap();
@@ -38,7 +42,7 @@ fn benches(c: &mut Criterion) {
     let dit = Dit::load(&Pack::from_bytes(&dit_pack).unwrap(), &device).unwrap();
     let (s, g, ch) = (vmae.config().image_size, vmae.config().grid(), vmae.config().latent_channels);
 
-    let mut group = c.benchmark_group("official");
+    let mut group = c.benchmark_group(format!("official {} {}", selected.name, selected.precision));
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     let image = noise::standard_normal([1, 3, s, s], 1, &device).clamp(-1.0, 1.0);
     group.bench_function("vmae_encode_256", |b| b.iter(|| sync(vmae.encode(image.clone()).unwrap().mean)));

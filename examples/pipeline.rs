@@ -29,7 +29,9 @@ fn main() -> ldmae::Result<()> {
     };
     let out = root.join("target/pipeline-demo");
     std::fs::create_dir_all(&out).map_err(|e| ldmae::Error::io(&out, e))?;
-    let device = device::cpu();
+    let selected = device::select_from_env()?;
+    eprintln!("device: {selected}");
+    let device = selected.device;
 
     let start = Instant::now();
     let vmae_pack = convert_vmae(&vmae_ckpt, PackDtype::F16, VmaeOverrides::default())?;

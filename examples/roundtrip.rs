@@ -5,6 +5,8 @@
 //! cargo run --release --example roundtrip -- photo.png [QUALITY]
 //! ```
 //! Writes `photo.ldz` and `photo.roundtrip.png` next to the input.
+//! Runs on a GPU when built with `--features wgpu` and one is found; `LDMAE_DEVICE=cpu|wgpu|…`
+//! and `LDMAE_DTYPE=f16|f32` force a choice (see `docs/gpu.md`).
 
 use ldmae::image::{RgbImage, read_png, write_png};
 use ldmae::{Codec, device, models};
@@ -30,7 +32,9 @@ fn main() -> ldmae::Result<()> {
             std::process::exit(2);
         }
     };
-    let codec = Codec::new(&models::photo_vmae()?, &device::cpu())?.with_quality(quality)?;
+    let selected = device::select_from_env()?;
+    eprintln!("device: {selected}");
+    let codec = Codec::new(&models::photo_vmae()?, &selected.device)?.with_quality(quality)?;
     let photo = read_png(&input)?;
 
     let start = Instant::now();

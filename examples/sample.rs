@@ -8,6 +8,8 @@
 //! `assets/dit-fashion-4step.pack` or `assets/dit-fashion-teacher.pack`; each pack records the
 //! schedule it was made for (steps, shift, guidance), which is what runs. Writes
 //! `target/sample-demo/fashion.png`.
+//! Runs on a GPU when built with `--features wgpu` and one is found; `LDMAE_DEVICE=cpu|wgpu|…`
+//! and `LDMAE_DTYPE=f16|f32` force a choice (see `docs/gpu.md`).
 
 use ldmae::{Dit, Pack, SamplerConfig, Vmae, device, image, models, noise, sampler};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,9 @@ fn main() -> ldmae::Result<()> {
         eprintln!("usage: sample [2step | DIT.pack] [SEED] [PER_CLASS]");
         std::process::exit(2);
     };
-    let device = device::cpu();
+    let selected = device::select_from_env()?;
+    eprintln!("device: {selected}");
+    let device = selected.device;
     let dit_pack = match model {
         "2step" => models::fashion_dit()?,
         path => Pack::from_file(Path::new(path))?,

@@ -2,17 +2,21 @@
 //! PyTorch on the same weights and inputs and prints the ratio table).
 //!
 //! ```text
-//! timings FIXTURES INPUTS MODEL REPEAT     # MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2
+//! timings FIXTURES INPUTS MODEL REPEAT [DEVICE [DTYPE]]
+//!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2
+//!     DEVICE: auto | cpu (default) | wgpu | vulkan | metal;  DTYPE: f16 | f32
 //! ```
 //! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
-//! `.npy` inputs written by the script. Prints one JSON line with the time of each run in ms
-//! (after one untimed warm-up run; each time includes reading the result back).
+//! `.npy` inputs written by the script. Prints one JSON line with the device, the time of the
+//! first run (on a GPU it includes compiling the shaders) and of each later run in ms; each
+//! time includes reading the result back.
 
 use burn::tensor::{Tensor, TensorData};
 use ldmae::checkpoint::latent_stats;
 use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
+use ldmae::device::{self, DeviceChoice, Precision};
 use ldmae::image::tensor_values;
-use ldmae::{Dit, Pack, PackDtype, Vmae, device, npy};
+use ldmae::{Dit, Pack, PackDtype, Vmae, npy};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,13 +28,16 @@ fn input(dir: &Path, name: &str, device: &burn::tensor::Device) -> ldmae::Result
 
 fn main() -> ldmae::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [fixtures, inputs, model, repeat] = args.as_slice() else {
-        eprintln!("usage: timings FIXTURES INPUTS vmae_encode|vmae_decode|dit_b1|dit_b2 REPEAT");
+    let (Some([fixtures, inputs, model, repeat]), rest) = (args.get(..4), args.get(4..).unwrap_or_default()) else {
+        eprintln!("usage: timings FIXTURES INPUTS vmae_encode|vmae_decode|dit_b1|dit_b2 REPEAT [DEVICE [DTYPE]]");
         std::process::exit(2);
     };
     let (fixtures, inputs) = (PathBuf::from(fixtures), PathBuf::from(inputs));
     let repeat: usize = repeat.parse().expect("REPEAT is a count");
-    let device = device::cpu();
+    let choice = rest.first().map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?;
+    let precision = rest.get(1).map(|p| p.parse::<Precision>()).transpose()?;
+    let selected = device::select(choice, precision)?;
+    let device = selected.device.clone();
     let run: Box<dyn Fn() -> ldmae::Result<Tensor<4>>> = if model.starts_with("vmae") {
         let bytes = convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?;
         let vmae = Vmae::load(&Pack::from_bytes(&bytes)?, &device)?;
@@ -49,14 +56,18 @@ fn main() -> ldmae::Result<()> {
         let x = input(&inputs, "dit_x.npy", &device)?.narrow(0, 0, batch);
         Box::new(move || dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch]))
     };
-    let mut times = Vec::with_capacity(repeat);
-    for i in 0..=repeat {
+    let mut times = Vec::with_capacity(repeat + 1);
+    for _ in 0..=repeat {
         let start = Instant::now();
         tensor_values(run()?, "output")?;
-        if i > 0 {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
+        times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    println!("{{\"model\": \"{model}\", \"times_ms\": {times:?}}}");
+    println!(
+        "{{\"model\": \"{model}\", \"device\": \"{}\", \"dtype\": \"{}\", \"first_ms\": {}, \"times_ms\": {:?}}}",
+        selected.name.replace('"', "'"),
+        selected.precision,
+        times[0],
+        &times[1..]
+    );
     Ok(())
 }

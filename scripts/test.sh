@@ -22,6 +22,13 @@ if [ "$(cat "$FULL/.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "$stamp" > "$FULL/.stamp"
 fi
 
+step "Vulkan driver for the GPU-path tests (Mesa lavapipe: Vulkan on the CPU, with shader-f16)"
+# Without it wgpu falls back to OpenGL, which has no f16 (and deadlocked in a probe here).
+if ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q mesa-vulkan-drivers libvulkan1
+fi
+
 step "formatting and lints"
 if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
     cargo fmt --all --check
@@ -29,7 +36,7 @@ else
     echo "rustfmt is not installed and cannot be added here: format check skipped"
 fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy >/dev/null 2>&1 || true; fi
-cargo clippy --workspace --all-targets --features ndarray -- -D warnings
+cargo clippy --workspace --all-targets --features ndarray,wgpu -- -D warnings
 
 step "no_std builds"
 # The crate with std off (#![no_std] + alloc), linted for a bare-metal target. (Not for the
@@ -41,6 +48,6 @@ else
     echo "thumbv7em-none-eabihf is not installable here: no_std lint skipped"
 fi
 
-step "tests (flex and ndarray CPU backends)"
-cargo test --release --workspace --features ndarray
+step "tests (flex and ndarray CPU backends, wgpu on lavapipe)"
+cargo test --release --workspace --features ndarray,wgpu
 step "done"

@@ -1,16 +1,253 @@
-//! CPU device choice: burn-flex by default, burn-ndarray with `--no-default-features
-//! --features ndarray`.
+//! Device choice: the CPU backend (burn-flex by default, burn-ndarray with `--no-default-features
+//! --features ndarray`) and, with the `wgpu` feature, a GPU through wgpu (Vulkan, Metal, DX12,
+//! WebGPU) in f16 or f32.
+//!
+//! [`select`] picks the best device: a hardware GPU with shader-f16 in f16, else that GPU in f32,
+//! else the CPU in f32, and says why ([`Selected::reason`]). A choice can be forced, and a pack of
+//! either precision loads onto a device of either precision (weights are widened or rounded once).
 
-use burn::tensor::Device;
+use crate::error::{Error, Result};
+use alloc::format;
+use alloc::string::{String, ToString};
+use burn::tensor::{Device, FloatDType};
+use core::fmt;
+use core::str::FromStr;
 
 #[cfg(not(any(feature = "flex", feature = "ndarray")))]
 compile_error!("enable a CPU backend: the `flex` (default) or `ndarray` feature");
 
-/// The CPU device of the enabled backend (flex when both are enabled), computing in f32.
+/// The CPU device of the enabled backend (flex when both are enabled), with its default f32.
 #[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 pub fn cpu() -> Device {
     #[cfg(feature = "flex")]
     return Device::flex();
     #[cfg(not(feature = "flex"))]
     return Device::ndarray();
+}
+
+/// Where to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// A hardware GPU through wgpu when there is one, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// wgpu on the graphics API it settles on for this platform.
+    Wgpu,
+    /// wgpu pinned to Vulkan (Linux, Android, Jetson, Windows).
+    Vulkan,
+    /// wgpu pinned to Metal (macOS, iOS).
+    Metal,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" | "gpu" => Ok(Self::Wgpu),
+            "vulkan" => Ok(Self::Vulkan),
+            "metal" => Ok(Self::Metal),
+            _ => Err(Error::Device(format!("unknown device `{s}` (expected auto, cpu, wgpu, vulkan or metal)"))),
+        }
+    }
+}
+
+/// The float type the models compute in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F16,
+    F32,
+}
+
+impl Precision {
+    fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F16 => FloatDType::F16,
+            Precision::F32 => FloatDType::F32,
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f16" => Ok(Self::F16),
+            "f32" => Ok(Self::F32),
+            _ => Err(Error::Device(format!("unknown precision `{s}` (expected f16 or f32)"))),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F16 => "f16",
+            Precision::F32 => "f32",
+        })
+    }
+}
+
+/// A configured device and why it was chosen.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub device: Device,
+    /// What runs the models, e.g. `cpu (flex)` or `wgpu Vulkan: NVIDIA H200`.
+    pub name: String,
+    pub precision: Precision,
+    /// Why this device and precision (what was tried and refused first).
+    pub reason: String,
+}
+
+impl fmt::Display for Selected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {} ({})", self.name, self.precision, self.reason)
+    }
+}
+
+/// Picks and configures a device. `precision: None` means f16 on a GPU that has shader-f16,
+/// f32 otherwise (on the CPU f16 is only a storage format: slower, so never the default).
+///
+/// Precision is set once per device and process: asking for the other precision on a device that
+/// already computed is an [`Error::Device`].
+pub fn select(choice: DeviceChoice, precision: Option<Precision>) -> Result<Selected> {
+    match choice {
+        DeviceChoice::Cpu => on_cpu(precision, "requested"),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Auto => match gpu::open(gpu::Api::Auto) {
+            Ok(gpu) if !gpu.software => gpu.configure(precision, true),
+            Ok(gpu) => on_cpu(
+                precision,
+                &format!("the wgpu adapter, {}, is a software renderer or OpenGL: the CPU backend is faster", gpu.name),
+            ),
+            Err(e) => on_cpu(precision, &format!("no wgpu adapter: {e}")),
+        },
+        #[cfg(not(feature = "wgpu"))]
+        DeviceChoice::Auto => on_cpu(precision, "built without the `wgpu` feature"),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu | DeviceChoice::Vulkan | DeviceChoice::Metal => {
+            let api = match choice {
+                DeviceChoice::Vulkan => gpu::Api::Vulkan,
+                DeviceChoice::Metal => gpu::Api::Metal,
+                _ => gpu::Api::Auto,
+            };
+            gpu::open(api).map_err(Error::Device)?.configure(precision, false)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        DeviceChoice::Wgpu | DeviceChoice::Vulkan | DeviceChoice::Metal => {
+            Err(Error::Device("this build has no GPU support: enable the `wgpu` feature".into()))
+        }
+    }
+}
+
+/// [`select`] with the choice in `LDMAE_DEVICE` (default `auto`) and the precision in
+/// `LDMAE_DTYPE` (default: per device), as the examples use it.
+#[cfg(feature = "std")]
+pub fn select_from_env() -> Result<Selected> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let choice = var("LDMAE_DEVICE").map_or(Ok(DeviceChoice::Auto), |v| v.parse())?;
+    select(choice, var("LDMAE_DTYPE").map(|v| v.parse()).transpose()?)
+}
+
+fn on_cpu(precision: Option<Precision>, why: &str) -> Result<Selected> {
+    let precision = precision.unwrap_or(Precision::F32);
+    let mut device = cpu();
+    set_precision(&mut device, precision)?;
+    let name = if cfg!(feature = "flex") { "cpu (flex)" } else { "cpu (ndarray)" };
+    Ok(Selected { device, name: name.into(), precision, reason: why.into() })
+}
+
+/// Sets the device's float type, or checks that it already has it.
+fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
+    match device.configure(precision.float_dtype()) {
+        Ok(()) => Ok(()),
+        Err(_) if device.settings().float_dtype == precision.float_dtype() => Ok(()),
+        Err(e) => Err(Error::Device(e.to_string())),
+    }
+}
+
+/// The float type a device computes in.
+pub fn precision_of(device: &Device) -> Precision {
+    match device.settings().float_dtype {
+        FloatDType::F16 | FloatDType::BF16 => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// Largest finite f16 value: weights beyond it cannot be loaded onto an f16 device.
+pub(crate) const F16_MAX: f32 = 65504.0;
+
+#[cfg(feature = "wgpu")]
+mod gpu {
+    use super::{Precision, Selected, set_precision};
+    use crate::error::{Error, Result};
+    use alloc::format;
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
+    use burn::tensor::Device;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Api {
+        Auto,
+        Vulkan,
+        Metal,
+    }
+
+    /// An initialised wgpu runtime.
+    #[derive(Clone)]
+    pub(super) struct Gpu {
+        device: Device,
+        pub(super) name: String,
+        /// A CPU implementation of the graphics API (lavapipe, llvmpipe, WARP), or OpenGL, on
+        /// which wgpu has no f16 and compute is unreliable.
+        pub(super) software: bool,
+        shader_f16: bool,
+    }
+
+    /// Runtimes opened so far: wgpu initialises a runtime once per process.
+    static OPENED: Mutex<Vec<(Api, Gpu)>> = Mutex::new(Vec::new());
+
+    pub(super) fn open(api: Api) -> core::result::Result<Gpu, String> {
+        let mut opened = OPENED.lock().map_err(|_| "a previous wgpu initialisation panicked".to_string())?;
+        if let Some((_, gpu)) = opened.iter().find(|(a, _)| *a == api) {
+            return Ok(gpu.clone());
+        }
+        let backend = match api {
+            Api::Auto => WgpuBackend::Auto,
+            Api::Vulkan => WgpuBackend::Vulkan,
+            Api::Metal => WgpuBackend::Metal,
+        };
+        let (device, setup) =
+            Device::wgpu_options().graphics_api(backend).init_with_setup().map_err(|e| e.to_string())?;
+        let info = setup.adapter.get_info();
+        let gpu = Gpu {
+            device,
+            name: format!("wgpu {:?}: {}", setup.backend, info.name),
+            software: info.device_type == wgpu::DeviceType::Cpu || setup.backend == wgpu::Backend::Gl,
+            shader_f16: setup.device.features().contains(wgpu::Features::SHADER_F16),
+        };
+        opened.push((api, gpu.clone()));
+        Ok(gpu)
+    }
+
+    impl Gpu {
+        pub(super) fn configure(mut self, precision: Option<Precision>, auto: bool) -> Result<Selected> {
+            let chosen = if auto { "the first hardware wgpu adapter" } else { "requested" };
+            let (precision, reason) = match (precision, self.shader_f16) {
+                (Some(Precision::F16), false) => {
+                    return Err(Error::Device(format!("{} has no shader-f16: use f32", self.name)));
+                }
+                (Some(p), _) => (p, format!("{chosen}, {p} requested")),
+                (None, true) => (Precision::F16, format!("{chosen}, shader-f16 available")),
+                (None, false) => (Precision::F32, format!("{chosen}, no shader-f16: f32")),
+            };
+            set_precision(&mut self.device, precision)?;
+            Ok(Selected { device: self.device, name: self.name, precision, reason })
+        }
+    }
 }

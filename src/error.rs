@@ -33,6 +33,8 @@ pub enum Error {
     InputValue { what: &'static str, reason: String },
     /// A tensor that must be finite holds NaN or infinity.
     NonFinite { what: &'static str },
+    /// A weight beyond f16's range (±65504) cannot be loaded onto an f16 device.
+    F16Range(String),
     /// The compute device refused an operation (e.g. an unsupported float type).
     Device(String),
     /// A `.npy` file is malformed or holds an unsupported type.
@@ -84,6 +86,9 @@ impl fmt::Display for Error {
             }
             Error::InputValue { what, reason } => write!(f, "invalid {what}: {reason}"),
             Error::NonFinite { what } => write!(f, "{what} contains NaN or infinite values"),
+            Error::F16Range(name) => {
+                write!(f, "tensor `{name}` holds values beyond f16's range (±65504): load it onto an f32 device")
+            }
             Error::Device(reason) => write!(f, "device error: {reason}"),
             Error::Npy(reason) => write!(f, "invalid .npy data: {reason}"),
             Error::Image(reason) => write!(f, "image error: {reason}"),

@@ -135,7 +135,11 @@ impl SelfAttention {
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
         let (q, k) = prepare(q, k);
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        // Scores and softmax in f32: q·k of f16 activations can pass f16's 65504, and the
+        // softmax sum over 1024 keys loses the small weights.
+        let dtype = v.dtype();
+        let [q, k, v] = [q, k, v].map(|t| t.cast(DType::F32));
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()).cast(dtype);
         self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
     }
 }

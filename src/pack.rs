@@ -17,6 +17,7 @@
 //! | `ldmae.checksums` | CRC-32 of each tensor's stored bytes, by name: damage is an error |
 
 use crate::config::{DitConfig, VmaeConfig};
+use crate::device::{F16_MAX, Precision};
 use crate::error::{Error, Result};
 use crate::floats::Stored;
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -357,17 +358,21 @@ fn to_json<T: Serialize>(value: &T) -> Result<String> {
 pub(crate) struct TensorLoader<'a> {
     pack: &'a Pack,
     device: &'a Device,
+    half: bool,
     used: BTreeSet<String>,
 }
 
 impl<'a> TensorLoader<'a> {
     pub(crate) fn new(pack: &'a Pack, device: &'a Device) -> Self {
-        Self { pack, device, used: BTreeSet::new() }
+        Self { pack, device, half: crate::device::precision_of(device) == Precision::F16, used: BTreeSet::new() }
     }
 
     /// The tensor `name`, which must have exactly `shape`.
     pub(crate) fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
         let values = self.pack.read_f32(name, &shape)?;
+        if self.half && values.iter().any(|v| v.abs() > F16_MAX) {
+            return Err(Error::F16Range(name.to_string()));
+        }
         self.used.insert(name.to_string());
         Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
     }

@@ -7,7 +7,7 @@ use crate::pack::SamplingDefaults;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Tensor, TensorData};
 
 /// Sampler settings. `steps` counts network evaluations: the official 250-point grid is 249 steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,26 +113,31 @@ pub fn sample(
     let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [1, ch, 1, 1]), &device).expand([b, ch, h, w]);
     let doubled: Vec<usize> = labels.iter().copied().chain(core::iter::repeat_n(null, b)).collect();
 
+    // The state is integrated in f32 whatever the device computes in: f16 would lose the small
+    // late Euler updates against |x| ~ 1 (its spacing there is 2^-10).
+    let dtype = z0.dtype();
     let grid = config.time_grid();
-    let mut x = z0;
+    let mut x = z0.cast(DType::F32);
     for k in 0..config.steps {
         let t = grid[k];
+        let xin = x.clone().cast(dtype);
         let v = if guided && t >= config.cfg_interval_start {
-            let both = dit.forward(Tensor::cat(vec![x.clone(), x.clone()], 0), &vec![t; 2 * b], &doubled)?;
+            let both = dit.forward(Tensor::cat(vec![xin.clone(), xin], 0), &vec![t; 2 * b], &doubled)?;
             let cond = both.clone().narrow(0, 0, b);
             let uncond = both.narrow(0, b, b);
             let g = uncond.clone() + (cond.clone() - uncond) * config.cfg_scale;
             cond.mask_where(mask.clone(), g)
         } else {
-            dit.forward(x.clone(), &vec![t; b], labels)?
+            dit.forward(xin, &vec![t; b], labels)?
         };
-        x = x + v * (grid[k + 1] - grid[k]);
+        x = x + v.cast(DType::F32) * (grid[k + 1] - grid[k]);
         progress(k + 1, config.steps);
     }
     let stats = dit.stats();
-    let std = Tensor::<4>::from_data(TensorData::new(stats.std.clone(), [1, ch, 1, 1]), &device);
-    let mean = Tensor::<4>::from_data(TensorData::new(stats.mean.clone(), [1, ch, 1, 1]), &device);
-    Ok(x * std + mean)
+    let f32_on = (&device, DType::F32);
+    let std = Tensor::<4>::from_data(TensorData::new(stats.std.clone(), [1, ch, 1, 1]), f32_on);
+    let mean = Tensor::<4>::from_data(TensorData::new(stats.mean.clone(), [1, ch, 1, 1]), f32_on);
+    Ok((x * std + mean).cast(dtype))
 }
 
 #[cfg(test)]

@@ -217,3 +217,35 @@ fn a_recorded_sampling_schedule_is_the_default() {
     assert_ne!(image::read_png(&a).unwrap(), image::read_png(&c).unwrap());
     std::fs::remove_dir_all(&e.dir).ok();
 }
+
+#[test]
+fn device_and_precision_flags() {
+    let e = env("device");
+    let latent = e.fixture.path("dec_latent.npy");
+    let overflowing = e.dir.join("overflow.pack");
+    std::fs::write(&overflowing, common::f16_overflowing_vmae()).unwrap();
+    let (vmae, latent) = (s(&overflowing), s(&latent));
+    let f32_png = e.dir.join("f32.png");
+    let out = ok(&["decode", "--vmae", vmae, latent, "-o", s(&f32_png), "--device", "cpu", "--dtype", "f32"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("device: cpu"));
+    let f16_png = e.dir.join("f16.png");
+    let args = ["decode", "--vmae", vmae, latent, "-o", s(&f16_png), "--device", "cpu", "--dtype", "f16"];
+    fails(&args, "in f16 on the CPU: run again with --dtype f32");
+
+    let out = ldmae(&["decode", "--device", "tpu", "--vmae", vmae, latent, "-o", "x.png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device `tpu`"));
+
+    // Without `wgpu` a GPU request is refused; with it, f16 that overflows on the GPU is run
+    // again in f32 on the CPU, with a warning, and gives the CPU's picture.
+    #[cfg(not(feature = "wgpu"))]
+    fails(&["decode", "--device", "wgpu", "--vmae", vmae, latent, "-o", "x.png"], "enable the `wgpu` feature");
+    #[cfg(feature = "wgpu")]
+    {
+        let gpu_png = e.dir.join("gpu.png");
+        let out = ok(&["decode", "--vmae", vmae, latent, "-o", s(&gpu_png), "--device", "wgpu", "--dtype", "f16"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("warning: decoded pixels contains NaN") && err.contains("running again on cpu"), "{err}");
+        assert_eq!(image::read_png(&gpu_png).unwrap(), image::read_png(&f32_png).unwrap());
+    }
+}

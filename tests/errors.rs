@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::repo_path;
 use ldmae::checkpoint::latent_stats;
 use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::pack::{Pack, PackModel, PackWriter};
+use ldmae::pack::{Pack, PackModel};
 use ldmae::{Dit, Error, PackDtype, SamplerConfig, Vmae, device, sampler};
 use std::path::PathBuf;
 
@@ -24,15 +24,7 @@ fn vmae_pack_bytes() -> Vec<u8> {
 
 /// Rebuilds the tiny VMAE pack with `edit` applied to its (name, shape, values) list.
 fn edited_vmae_pack(edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
-    let pack = Pack::from_bytes(&vmae_pack_bytes()).unwrap();
-    let mut tensors: Vec<_> =
-        pack.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec(), pack.read_f32(n, s).unwrap())).collect();
-    edit(&mut tensors);
-    let mut w = PackWriter::new(pack.model.clone(), PackDtype::F32, "test");
-    for (n, s, v) in tensors {
-        w.add(n, &s, &v).unwrap();
-    }
-    w.to_bytes().unwrap()
+    common::edited_pack(&Pack::from_bytes(&vmae_pack_bytes()).unwrap(), edit)
 }
 
 fn load_vmae(bytes: &[u8]) -> Result<Vmae, Error> {

@@ -47,6 +47,26 @@ def gemm_gflops(threads, n=2048, repeat=5):
     return 2 * n**3 / (ms * 1e-3) / 1e9
 
 
+def write_inputs():
+    """The benchmark inputs, as arrays and as .npy files in a new temporary folder."""
+    rng = np.random.default_rng(0)
+    inputs = {
+        "image.npy": rng.uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32),
+        "latent.npy": rng.standard_normal((1, 16, 32, 32)).astype(np.float32),
+        "dit_x.npy": rng.standard_normal((2, 16, 32, 32)).astype(np.float32),
+    }
+    tmp = tempfile.mkdtemp(prefix="ldmae-bench-")
+    for name, a in inputs.items():
+        np.save(os.path.join(tmp, name), a)
+    return inputs, tmp
+
+
+def load_models(fx):
+    """The reference VMAE and DiT on the fixtures' checkpoints, in eval mode."""
+    load = lambda name: torch.load(os.path.join(fx, name), map_location="cpu", weights_only=False)  # noqa: E731
+    return (ref.vmae_from_checkpoint(load("vmae.pth")).eval(), ref.dit_from_checkpoint(load("dit.pt")).eval())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--fixtures", default=os.environ.get("LDMAE_FULL_FIXTURES", "fixtures-full"))
@@ -58,18 +78,8 @@ def main():
     fx, t = args.fixtures, args.threads
     torch.set_num_threads(t)
 
-    rng = np.random.default_rng(0)
-    inputs = {
-        "image.npy": rng.uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32),
-        "latent.npy": rng.standard_normal((1, 16, 32, 32)).astype(np.float32),
-        "dit_x.npy": rng.standard_normal((2, 16, 32, 32)).astype(np.float32),
-    }
-    tmp = tempfile.mkdtemp(prefix="ldmae-compare-")
-    for name, a in inputs.items():
-        np.save(os.path.join(tmp, name), a)
-
-    vmae = ref.vmae_from_checkpoint(torch.load(os.path.join(fx, "vmae.pth"), map_location="cpu", weights_only=False)).eval()
-    dit = ref.dit_from_checkpoint(torch.load(os.path.join(fx, "dit.pt"), map_location="cpu", weights_only=False)).eval()
+    inputs, tmp = write_inputs()
+    vmae, dit = load_models(fx)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = t, 1
     sess = {k: ort.InferenceSession(os.path.join(fx, "onnx", f), opts, providers=["CPUExecutionProvider"])

@@ -4,21 +4,29 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ldmae::convert::{self, FileKind};
+use ldmae::device::{self, DeviceChoice, Precision, Selected};
 use ldmae::image::{self, RgbImage};
 use ldmae::ldz::LdzFile;
 use ldmae::pack::PackModel;
-use ldmae::{Codec, Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, device, noise, npy, sampler};
+use ldmae::{Codec, Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, noise, npy, sampler};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(name = "ldmae", version, about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)")]
 struct Cli {
+    /// Where to run: auto (a hardware GPU when built with the `wgpu` feature, else the CPU),
+    /// cpu, wgpu, vulkan or metal.
+    #[arg(long, global = true, default_value = "auto")]
+    device: DeviceChoice,
+    /// Compute precision, f16 or f32 (default: f16 on a GPU with shader-f16, else f32).
+    #[arg(long, global = true)]
+    dtype: Option<Precision>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Encode a PNG into a latent `.npy` (float32 NCHW): the posterior mean unless `--sample`.
     Encode {
@@ -172,9 +180,27 @@ fn tick(bar: &ProgressBar, done: usize, total: usize) {
     bar.set_position(done as u64);
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let device = device::cpu();
-    match cli.command {
+/// Runs a model command on the chosen device. When f16 fails (a non-finite result or a weight
+/// beyond f16's range) on a GPU, runs it again in f32 on the CPU, saying so.
+fn run_on_device(cli: Cli) -> Result<()> {
+    let selected = device::select(cli.device, cli.dtype)?;
+    eprintln!("device: {selected}");
+    match run(cli.command.clone(), &selected.device) {
+        Err(e @ (Error::NonFinite { .. } | Error::F16Range(_))) if selected.precision == Precision::F16 => {
+            if selected.name.starts_with("cpu") {
+                return Err(Error::Device(format!("{e} in f16 on the CPU: run again with --dtype f32")));
+            }
+            let retry: Selected = device::select(DeviceChoice::Cpu, Some(Precision::F32))?;
+            eprintln!("warning: {e} in f16 on {}; running again on {retry}", selected.name);
+            run(cli.command, &retry.device)
+        }
+        result => result,
+    }
+}
+
+fn run(command: Command, device: &Device) -> Result<()> {
+    let device = device.clone();
+    match command {
         Command::Encode { vmae, input, output, sample, seed, params } => {
             let vmae = load_vmae(&vmae, &device)?;
             let img: RgbImage = image::read_png(&input)?;
@@ -358,7 +384,12 @@ fn print_pack(pack: &Pack) {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Info { file } => info(file),
+        _ => run_on_device(cli),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
