@@ -21,6 +21,8 @@ if [ "$(cat "$FULL/.stamp" 2>/dev/null)" != "$stamp" ]; then
     bash export/reference/onnx_check.sh "$FULL"
     echo "$stamp" > "$FULL/.stamp"
 fi
+# f16 noise of the reference at full size, for the f16 GPU test's tolerance (tests/gpu.rs).
+[ -f "$FULL/f16_noise.json" ] || $PYTHON export/gpu/f16_noise.py "$FULL" --vmae-only
 
 step "Vulkan driver for the GPU-path tests (Mesa lavapipe: Vulkan on the CPU, with shader-f16)"
 # Without it wgpu falls back to OpenGL, which has no f16 (and deadlocked in a probe here).

@@ -48,6 +48,15 @@ fn wgpu_f16_matches_reference() {
     f.check_sampling(&dit, &vmae, Tol::F16Compute);
 }
 
+/// The official-size VMAE (f8d16, random weights) encodes and decodes once in f16, from an f16
+/// pack (the test command writes the fixtures' `f16_noise.json` with `--vmae-only`).
+#[test]
+fn full_size_vmae_in_f16_matches_reference() {
+    let f = common::full().on(wgpu_f16());
+    assert_eq!(f.manifest["preset"], "full");
+    f.check_vmae(&f.vmae(PackDtype::F16), Tol::F16Compute);
+}
+
 #[test]
 fn auto_prefers_a_hardware_gpu_and_says_why() {
     let gpu = device::select(DeviceChoice::Wgpu, None).unwrap();

@@ -4,13 +4,8 @@
 
 mod common;
 
-use common::{Fixture, Tol, repo_path};
+use common::{Tol, full};
 use ldmae::PackDtype;
-
-fn full() -> Fixture {
-    let dir = std::env::var_os("LDMAE_FULL_FIXTURES").map_or_else(|| repo_path("fixtures-full"), Into::into);
-    Fixture::open(dir)
-}
 
 #[test]
 fn full_size_vmae_dit_and_sampling_match_reference() {

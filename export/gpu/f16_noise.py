@@ -1,12 +1,13 @@
 """How far a float16 computation of the tiny fixtures lands from float64.
 
-    python export/gpu/f16_noise.py [tests/fixtures/tiny]
+    python export/gpu/f16_noise.py [FIXTURES (default tests/fixtures/tiny)] [--vmae-only]
 
 Runs the PyTorch reference (export/reference/ldmae_ref.py) on the committed tiny
 checkpoints and inputs with half-precision model copies (normalisations in
 float32, as the reference and ldmae both do) and with float64 copies, and writes
 `f16_noise.json` beside the fixtures: per output, the f16-vs-f64 max abs
-difference. The Rust f16 tests allow a multiple of it (tests/gpu.rs).
+difference. The Rust f16 tests allow a multiple of it (tests/common/mod.rs,
+`Tol::F16Compute`). `--vmae-only` skips the DiT (the full-size GPU test checks the VMAE only).
 """
 
 import copy
@@ -24,14 +25,16 @@ from make_fixtures import CFG_START, SHIFT, STEPS, load, max_abs_diff  # noqa: E
 
 
 def main():
-    fixtures = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/tiny"
+    args = [a for a in sys.argv[1:] if a != "--vmae-only"]
+    vmae_only = "--vmae-only" in sys.argv
+    fixtures = args[0] if args else "tests/fixtures/tiny"
     manifest = json.load(open(os.path.join(fixtures, "manifest.json")))
     npy = lambda name: torch.from_numpy(np.load(os.path.join(fixtures, name)))  # noqa: E731
-    vmae = ref.vmae_from_checkpoint(load(fixtures, "vmae.pth"))
-    dit = ref.dit_from_checkpoint(load(fixtures, "dit.pt"))
-    cel = ref.dit_from_checkpoint(load(fixtures, "dit_celeba.pt"))
+    models = {"vmae": ref.vmae_from_checkpoint(load(fixtures, "vmae.pth"))}
+    if not vmae_only:
+        models |= {"dit": ref.dit_from_checkpoint(load(fixtures, "dit.pt")),
+                   "cel": ref.dit_from_checkpoint(load(fixtures, "dit_celeba.pt"))}
     stats = load(fixtures, "latents_stats.pt")
-    models = {"vmae": vmae, "dit": dit, "cel": cel}
     half = {k: copy.deepcopy(m).half() for k, m in models.items()}
     double = {k: copy.deepcopy(m).double() for k, m in models.items()}
     t = torch.tensor(manifest["dit_t"], dtype=torch.float32)
@@ -43,9 +46,11 @@ def main():
         mean, logvar = m["vmae"].posterior(m["vmae"].encode_params(npy("image.npy").to(dt)))
         eps = npy("enc_sample_eps.npy").to(dt)
         out = {"enc_mean": mean, "enc_logvar": logvar, "enc_sample": mean + torch.exp(0.5 * logvar) * eps,
-               "dec_pixels": m["vmae"].decode(npy("dec_latent.npy").to(dt)),
-               "dit_v": m["dit"](npy("dit_x.npy").to(dt), t, y),
-               "dit_celeba_v": m["cel"](npy("dit_x.npy").to(dt), t, torch.zeros(3, dtype=torch.long))}
+               "dec_pixels": m["vmae"].decode(npy("dec_latent.npy").to(dt))}
+        if vmae_only:
+            return out
+        out |= {"dit_v": m["dit"](npy("dit_x.npy").to(dt), t, y),
+                "dit_celeba_v": m["cel"](npy("dit_x.npy").to(dt), t, torch.zeros(3, dtype=torch.long))}
         for cfg in s["cfg_scales"]:
             lat = ref.sample(m["dit"], npy("sample_noise.npy").to(dt), labels, STEPS, SHIFT, cfg,
                              CFG_START, stats_mean=stats["mean"], stats_std=stats["std"])

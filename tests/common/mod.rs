@@ -177,6 +177,13 @@ impl Fixture {
     }
 }
 
+/// The full-size fixtures (official sizes, random weights) that the test command generates into
+/// `fixtures-full/` or the folder named by `LDMAE_FULL_FIXTURES`.
+pub fn full() -> Fixture {
+    let dir = std::env::var_os("LDMAE_FULL_FIXTURES").map_or_else(|| repo_path("fixtures-full"), Into::into);
+    Fixture::open(dir)
+}
+
 /// Rebuilds a pack as f32 with `edit` applied to its (name, shape, values) list.
 pub fn edited_pack(pack: &Pack, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> Vec<u8> {
     let mut tensors: Vec<_> =
