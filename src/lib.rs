@@ -31,6 +31,8 @@ pub mod codec;
 pub mod config;
 #[cfg(feature = "std")]
 pub mod convert;
+#[cfg(all(feature = "flex", feature = "std"))]
+mod cpu_attention;
 pub mod device;
 pub mod dit;
 pub mod error;

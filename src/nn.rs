@@ -139,9 +139,20 @@ impl SelfAttention {
         // softmax sum over 1024 keys loses the small weights.
         let dtype = v.dtype();
         let [q, k, v] = [q, k, v].map(|t| t.cast(DType::F32));
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()).cast(dtype);
+        let out = attend(q, k, v).cast(dtype);
         self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
     }
+}
+
+/// `softmax(q·kᵀ/√d)·v`: on burn-flex by the fused CPU kernel, elsewhere by burn's attention.
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(all(feature = "flex", feature = "std"))]
+    if crate::cpu_attention::applies(&q)
+        && let Some(out) = crate::cpu_attention::attention(&q, &k, &v)
+    {
+        return out;
+    }
+    attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
 /// `fc2(GELU(fc1(x)))` with exact (erf) GELU.

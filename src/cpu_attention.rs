@@ -1,0 +1,213 @@
+//! Multi-head attention for the burn-flex CPU device in f32, fused per block of query rows:
+//! scores by GEMM, softmax in place with a vectorised exponential, then values by GEMM, heads in
+//! parallel. burn-flex's own kernel runs the softmax one scalar `exp` at a time, which made it
+//! most of the VMAE's time (16-wide heads over 1024 tokens: docs/performance.md).
+
+use alloc::vec;
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Query rows per block: the block's scores (rows × keys f32) stay in L2 (256 KiB at 1024 keys).
+const ROWS: usize = 64;
+
+/// Whether `q`'s device is burn-flex, where [`attention`] applies.
+pub(crate) fn applies(q: &Tensor<4>) -> bool {
+    matches!(q.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
+}
+
+/// `softmax(q·kᵀ/√d)·v` for `[B, H, N, d]` tensors on burn-flex, computed in f32 (`None` if the
+/// values cannot be read back as f32).
+pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
+    let [b, h, n_q, d] = q.dims();
+    let (n_k, d_v) = (k.dims()[2], v.dims()[3]);
+    let device = q.device();
+    let values = |t: &Tensor<4>| t.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok();
+    let (q, k, v) = (values(q)?, values(k)?, values(v)?);
+    let mut out = vec![0f32; b * h * n_q * d_v];
+    let scale = 1.0 / (d as f32).sqrt();
+    out.par_chunks_mut(n_q * d_v).enumerate().for_each_init(
+        || vec![0f32; ROWS * n_k],
+        |scores, (head, out)| {
+            let q = &q[head * n_q * d..][..n_q * d];
+            let k = &k[head * n_k * d..][..n_k * d];
+            let v = &v[head * n_k * d_v..][..n_k * d_v];
+            for start in (0..n_q).step_by(ROWS) {
+                let rows = ROWS.min(n_q - start);
+                let s = &mut scores[..rows * n_k];
+                // SAFETY: every pointer, extent and stride below stays inside its slice: `s` is
+                // rows × n_k, the q block rows × d, k n_k × d (read transposed), v n_k × d_v and
+                // the output block rows × d_v, all row-major.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        n_k,
+                        d,
+                        s.as_mut_ptr(),
+                        1,
+                        n_k as isize,
+                        false,
+                        q[start * d..].as_ptr(),
+                        1,
+                        d as isize,
+                        k.as_ptr(),
+                        d as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                s.chunks_exact_mut(n_k).for_each(|row| softmax(row, scale));
+                // SAFETY: as above.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        d_v,
+                        n_k,
+                        out[start * d_v..].as_mut_ptr(),
+                        1,
+                        d_v as isize,
+                        false,
+                        s.as_ptr(),
+                        1,
+                        n_k as isize,
+                        v.as_ptr(),
+                        1,
+                        d_v as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        },
+    );
+    Some(Tensor::from_data(TensorData::new(out, [b, h, n_q, d_v]), &device))
+}
+
+/// `row ← softmax(scale · row)`, on the widest vectors the CPU has.
+fn softmax(row: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { softmax_avx2(row, scale) };
+    }
+    softmax_portable(row, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_avx2(row: &mut [f32], scale: f32) {
+    softmax_portable(row, scale)
+}
+
+/// Lanes of the running maximum and sum: independent accumulators let the compiler vectorise
+/// the reductions (a single float accumulator must add in order).
+const LANES: usize = 16;
+
+/// Plain loops that the compiler vectorises (SSE2/AVX2 on x86-64, NEON on aarch64).
+#[inline(always)]
+fn softmax_portable(row: &mut [f32], scale: f32) {
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let (body, tail) = row.split_at_mut(row.len() - row.len() % LANES);
+    for chunk in body.chunks_exact(LANES) {
+        for (m, &x) in max.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    let max = tail.iter().chain(&max).fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut sum = [0f32; LANES];
+    for chunk in body.chunks_exact_mut(LANES) {
+        for (s, x) in sum.iter_mut().zip(chunk) {
+            *x = exp((*x - max) * scale);
+            *s += *x;
+        }
+    }
+    for x in tail.iter_mut() {
+        *x = exp((*x - max) * scale);
+    }
+    let inv = 1.0 / tail.iter().chain(&sum).sum::<f32>();
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
+/// |r| ≤ ln2/2, eʳ by its degree-6 Taylor polynomial (truncation error < 1.2e-7), times 2ⁿ built
+/// from the exponent bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 in a softmax sum);
+/// NaN stays NaN (a NaN score must make a NaN row, which the caller then detects).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let x = if x < -87.0 { -87.0 } else { x };
+    let t = x * core::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // ln 2 as 355/512 (exact times any n here) plus the remainder (Cody and Waite).
+    let r = (x - n * 0.693_359_4) + n * 2.121_944_4e-4;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // t lies in [2²³, 2²⁴), where its low bits count integers: they hold n without a float→int
+    // conversion (which would not vectorise).
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(n_bits.wrapping_add(127) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_f64_on_the_softmax_range() {
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let exact = (x as f64).exp();
+            worst = worst.max((exp(x) as f64 - exact).abs() / exact);
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
+    }
+
+    #[test]
+    fn nan_scores_give_a_nan_row() {
+        assert!(exp(f32::NAN).is_nan());
+        let mut row = [0.5f32; 40];
+        row[33] = f32::NAN;
+        softmax(&mut row, 1.0);
+        assert!(row.iter().all(|x| x.is_nan()));
+    }
+
+    #[test]
+    fn matches_burns_attention_on_ragged_sizes() {
+        use burn::tensor::module::attention as burn_attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+        let device = burn::tensor::Device::flex();
+        let t = |shape: [usize; 4], seed: u64| crate::noise::standard_normal(shape, seed, &device);
+        // 70 query rows: a full block of 64 and a tail; 37 keys: two 16-lane chunks and a tail.
+        let (q, k, v) = (t([2, 3, 70, 8], 1), t([2, 3, 37, 8], 2), t([2, 3, 37, 5], 3));
+        let ours = attention(&q, &k, &v).unwrap();
+        let theirs = burn_attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let diff = (ours - theirs).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "max |diff| {diff}");
+    }
+
+    #[test]
+    fn softmax_matches_f64() {
+        let mut row: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3).collect();
+        let want: Vec<f64> = {
+            let m = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64 * 0.25));
+            let e: Vec<f64> = row.iter().map(|&x| (x as f64 * 0.25 - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|v| v / s).collect()
+        };
+        softmax(&mut row, 0.25);
+        for (a, b) in row.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() <= 1e-6 * b + 1e-9, "{a} vs {b}");
+        }
+    }
+}
