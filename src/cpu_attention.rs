@@ -60,7 +60,10 @@ pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<T
                         gemm::Parallelism::None,
                     );
                 }
-                s.chunks_exact_mut(n_k).for_each(|row| softmax(row, scale));
+                let mut sums = [0f32; ROWS];
+                for (row, sum) in s.chunks_exact_mut(n_k).zip(&mut sums) {
+                    *sum = exp_shifted(row, scale);
+                }
                 // SAFETY: as above.
                 unsafe {
                     gemm::gemm(
@@ -85,26 +88,44 @@ pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<T
                         gemm::Parallelism::None,
                     );
                 }
+                // The softmax's division, on the rows×d_v output instead of the rows×n_k scores.
+                for (o, sum) in out[start * d_v..][..rows * d_v].chunks_exact_mut(d_v).zip(sums) {
+                    let inv = 1.0 / sum;
+                    o.iter_mut().for_each(|x| *x *= inv);
+                }
             }
         },
     );
     Some(Tensor::from_data(TensorData::new(out, [b, h, n_q, d_v]), &device))
 }
 
-/// `row ← softmax(scale · row)`, on the widest vectors the CPU has.
-fn softmax(row: &mut [f32], scale: f32) {
+/// `row ← exp(scale · (row − max(row)))`, returning the sum (the softmax without its division),
+/// on the widest vectors the CPU has.
+fn exp_shifted(row: &mut [f32], scale: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { softmax_avx2(row, scale) };
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { exp_shifted_avx512(row, scale) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { exp_shifted_avx2(row, scale) };
+        }
     }
-    softmax_portable(row, scale)
+    exp_shifted_portable(row, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_shifted_avx512(row: &mut [f32], scale: f32) -> f32 {
+    exp_shifted_portable(row, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32], scale: f32) {
-    softmax_portable(row, scale)
+unsafe fn exp_shifted_avx2(row: &mut [f32], scale: f32) -> f32 {
+    exp_shifted_portable(row, scale)
 }
 
 /// Lanes of the running maximum and sum: independent accumulators let the compiler vectorise
@@ -113,7 +134,7 @@ const LANES: usize = 16;
 
 /// Plain loops that the compiler vectorises (SSE2/AVX2 on x86-64, NEON on aarch64).
 #[inline(always)]
-fn softmax_portable(row: &mut [f32], scale: f32) {
+fn exp_shifted_portable(row: &mut [f32], scale: f32) -> f32 {
     let mut max = [f32::NEG_INFINITY; LANES];
     let (body, tail) = row.split_at_mut(row.len() - row.len() % LANES);
     for chunk in body.chunks_exact(LANES) {
@@ -132,8 +153,7 @@ fn softmax_portable(row: &mut [f32], scale: f32) {
     for x in tail.iter_mut() {
         *x = exp((*x - max) * scale);
     }
-    let inv = 1.0 / tail.iter().chain(&sum).sum::<f32>();
-    row.iter_mut().for_each(|x| *x *= inv);
+    tail.iter().chain(&sum).sum()
 }
 
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
@@ -171,6 +191,11 @@ mod tests {
         assert!(worst < 2.5e-7, "relative error {worst:e}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
+    }
+
+    fn softmax(row: &mut [f32], scale: f32) {
+        let inv = 1.0 / exp_shifted(row, scale);
+        row.iter_mut().for_each(|x| *x *= inv);
     }
 
     #[test]

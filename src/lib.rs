@@ -39,6 +39,8 @@ pub mod error;
 mod floats;
 pub mod image;
 pub mod ldz;
+#[cfg(feature = "std")]
+pub mod malloc;
 #[cfg(feature = "embedded-models")]
 pub mod models;
 pub mod nn;

@@ -384,6 +384,7 @@ fn print_pack(pack: &Pack) {
 }
 
 fn main() -> ExitCode {
+    ldmae::malloc::keep_freed_buffers();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Info { file } => info(file),
