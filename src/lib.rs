@@ -32,7 +32,7 @@ pub mod config;
 #[cfg(feature = "std")]
 pub mod convert;
 #[cfg(all(feature = "flex", feature = "std"))]
-mod cpu_attention;
+mod cpu_kernels;
 pub mod device;
 pub mod dit;
 pub mod error;

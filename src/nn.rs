@@ -147,8 +147,8 @@ impl SelfAttention {
 /// `softmax(q·kᵀ/√d)·v`: on burn-flex by the fused CPU kernel, elsewhere by burn's attention.
 fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     #[cfg(all(feature = "flex", feature = "std"))]
-    if crate::cpu_attention::applies(&q)
-        && let Some(out) = crate::cpu_attention::attention(&q, &k, &v)
+    if crate::cpu_kernels::applies(&q)
+        && let Some(out) = crate::cpu_kernels::attention(&q, &k, &v)
     {
         return out;
     }
@@ -171,8 +171,17 @@ impl GeluMlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        self.fc2.forward(exact_gelu(self.fc1.forward(x)))
     }
+}
+
+/// GELU with erf: on burn-flex by the vectorised CPU kernel, elsewhere by burn's.
+fn exact_gelu(x: Tensor<3>) -> Tensor<3> {
+    #[cfg(all(feature = "flex", feature = "std"))]
+    if crate::cpu_kernels::applies(&x) {
+        return crate::cpu_kernels::gelu(x);
+    }
+    gelu(x)
 }
 
 /// `w3(SiLU(a) · b)` where `[a | b] = w12(x)`.

@@ -1,18 +1,49 @@
-//! Multi-head attention for the burn-flex CPU device in f32, fused per block of query rows:
-//! scores by GEMM, softmax in place with a vectorised exponential, then values by GEMM, heads in
-//! parallel. burn-flex's own kernel runs the softmax one scalar `exp` at a time, which made it
-//! most of the VMAE's time (16-wide heads over 1024 tokens: docs/performance.md).
+//! Kernels for the burn-flex CPU device in f32 where burn-flex's generic ones took most of the
+//! time (docs/performance.md): multi-head attention fused per block of query rows (scores by
+//! GEMM, softmax in place, values by GEMM; heads in parallel) and the exact GELU. burn-flex runs
+//! both one scalar `exp` / `erf` at a time; here the element loops are written so that the
+//! compiler vectorises them, and are compiled for the widest extension the CPU has.
 
 use alloc::vec;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+
+/// Defines `$name`, which runs `$portable` compiled for AVX-512 or AVX2+FMA when the CPU has
+/// them (detected at run time), else as compiled for the target (SSE2 on x86-64, NEON on
+/// aarch64).
+macro_rules! on_widest_vectors {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $portable:ident) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    $portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $portable($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
 
 /// Query rows per block: the block's scores (rows × keys f32) stay in L2 (256 KiB at 1024 keys).
 const ROWS: usize = 64;
 
-/// Whether `q`'s device is burn-flex, where [`attention`] applies.
-pub(crate) fn applies(q: &Tensor<4>) -> bool {
-    matches!(q.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
+/// Whether `t` is an f32 tensor on burn-flex, where these kernels apply.
+pub(crate) fn applies<const D: usize>(t: &Tensor<D>) -> bool {
+    t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
 }
 
 /// `softmax(q·kᵀ/√d)·v` for `[B, H, N, d]` tensors on burn-flex, computed in f32 (`None` if the
@@ -99,40 +130,13 @@ pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<T
     Some(Tensor::from_data(TensorData::new(out, [b, h, n_q, d_v]), &device))
 }
 
-/// `row ← exp(scale · (row − max(row)))`, returning the sum (the softmax without its division),
-/// on the widest vectors the CPU has.
-fn exp_shifted(row: &mut [f32], scale: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { exp_shifted_avx512(row, scale) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { exp_shifted_avx2(row, scale) };
-        }
-    }
-    exp_shifted_portable(row, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_shifted_avx512(row: &mut [f32], scale: f32) -> f32 {
-    exp_shifted_portable(row, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shifted_avx2(row: &mut [f32], scale: f32) -> f32 {
-    exp_shifted_portable(row, scale)
-}
+on_widest_vectors!(exp_shifted(row: &mut [f32], scale: f32) -> f32 = exp_shifted_portable);
 
 /// Lanes of the running maximum and sum: independent accumulators let the compiler vectorise
 /// the reductions (a single float accumulator must add in order).
 const LANES: usize = 16;
 
-/// Plain loops that the compiler vectorises (SSE2/AVX2 on x86-64, NEON on aarch64).
+/// `row ← exp(scale · (row − max(row)))`, returning the sum (the softmax without its division).
 #[inline(always)]
 fn exp_shifted_portable(row: &mut [f32], scale: f32) -> f32 {
     let mut max = [f32::NEG_INFINITY; LANES];
@@ -154,6 +158,54 @@ fn exp_shifted_portable(row: &mut [f32], scale: f32) -> f32 {
         *x = exp((*x - max) * scale);
     }
     tail.iter().chain(&sum).sum()
+}
+
+/// The exact (erf) GELU, `x·Φ(x)`, of an f32 tensor on burn-flex, in place when the tensor's
+/// buffer is not shared.
+pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let (device, dtype) = (x.device(), x.dtype());
+    let mut data = x.into_data();
+    if let Ok(values) = data.as_mut_slice::<f32>() {
+        values.par_chunks_mut(1 << 14).for_each(gelu_in_place);
+        return Tensor::from_data(data, (&device, dtype));
+    }
+    burn::tensor::activation::gelu(Tensor::from_data(data, (&device, dtype)))
+}
+
+on_widest_vectors!(gelu_in_place(xs: &mut [f32]) -> () = gelu_portable);
+
+#[inline(always)]
+fn gelu_portable(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = gelu_exact(*x));
+}
+
+/// `x·Φ(x) = ½x·erfc(−x/√2)`. erfc(z) for z ≥ 0 is `t·exp(P(t) − z²)` with `t = 1/(1 + z/2)` and
+/// P the degree-9 Chebyshev fit of Numerical Recipes §6.2 (relative error below 1.2e-7), and
+/// erfc(−z) = 2 − erfc(z), so Φ keeps its relative accuracy in the negative tail, where
+/// `1 + erf(x/√2)` in f32 (burn's formula) loses it: within 2e-6 of f64 relative to
+/// max(|gelu(x)|, |x|·2⁻²⁴) on [−10, 10], where the erf-based formula is off by 0.25 (tested).
+#[inline(always)]
+fn gelu_exact(x: f32) -> f32 {
+    const P: [f32; 10] = [
+        -1.265_512_2,
+        1.000_023_7,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_204,
+        1.488_515_9,
+        -0.822_152_2,
+        0.170_872_77,
+    ];
+    let z = (x * core::f32::consts::FRAC_1_SQRT_2).abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = P.iter().rev().fold(0.0, |acc, &c| acc * t + c);
+    // e^(−z²) as e^(−h²)·e^(−(z−h)(z+h)) with h = z cut to 12 significant bits, so h² is exact in
+    // f32 (Cody's split): the rounding of z² would otherwise cost ~1e-6 relative for |z| > 2.
+    let h = f32::from_bits(z.to_bits() & 0xFFFF_F000);
+    let erfc = t * exp(-(h * h)) * exp(p - (z - h) * (z + h));
+    x * if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
@@ -196,6 +248,30 @@ mod tests {
     fn softmax(row: &mut [f32], scale: f32) {
         let inv = 1.0 / exp_shifted(row, scale);
         row.iter_mut().for_each(|x| *x *= inv);
+    }
+
+    #[test]
+    fn gelu_is_close_to_f64_even_in_the_tail() {
+        let exact = |x: f64| 0.5 * x * libm::erfc(-x / core::f64::consts::SQRT_2);
+        // Error relative to max(|gelu(x)|, |x|·2^-24): ulps of the output where it is not tiny,
+        // and of x·Φ's scale where it is (f32's erf-based GELU, 1 + erf(x/√2), loses all relative
+        // accuracy there).
+        let (mut worst, mut burn_like) = (0f64, 0f64);
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 5e-5;
+            let e = exact(x as f64);
+            let scale = e.abs().max(x.abs() as f64 * 2f64.powi(-24)).max(1e-38);
+            worst = worst.max((gelu_exact(x) as f64 - e).abs() / scale);
+            let erf_based = 0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2));
+            burn_like = burn_like.max((erf_based as f64 - e).abs() / scale);
+        }
+        assert!(worst < 2e-6 && burn_like > 0.2, "error {worst:e} (erf-based {burn_like:e})");
+        // Non-finite in, non-finite out: overflow stays detectable downstream.
+        assert!([f32::NAN, f32::INFINITY, f32::NEG_INFINITY].iter().all(|&x| !gelu_exact(x).is_finite()));
+        let mut xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.013).collect();
+        let want: Vec<f32> = xs.iter().map(|&x| gelu_exact(x)).collect();
+        gelu_in_place(&mut xs);
+        assert_eq!(xs, want, "the vectorised loop computes the same function");
     }
 
     #[test]
