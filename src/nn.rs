@@ -203,6 +203,10 @@ impl SwiGlu {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let ab = self.w12.forward(x);
+        #[cfg(all(feature = "flex", feature = "std"))]
+        if crate::cpu_kernels::applies(&ab) {
+            return self.w3.forward(crate::cpu_kernels::swiglu(ab));
+        }
         let a = ab.clone().narrow(2, 0, self.hidden);
         let b = ab.narrow(2, self.hidden, self.hidden);
         self.w3.forward(silu(a) * b)
