@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! timings FIXTURES INPUTS MODEL REPEAT [DEVICE [DTYPE]]
-//!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2
+//!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2 | gemm (2048² f32 matrix product)
 //!     DEVICE: auto | cpu (default) | wgpu | vulkan | metal;  DTYPE: f16 | f32
 //! ```
 //! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
@@ -16,7 +16,7 @@ use ldmae::checkpoint::latent_stats;
 use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
 use ldmae::device::{self, DeviceChoice, Precision};
 use ldmae::image::tensor_values;
-use ldmae::{Dit, Pack, PackDtype, Vmae, npy};
+use ldmae::{Dit, Pack, PackDtype, Vmae, noise, npy};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,7 +39,12 @@ fn main() -> ldmae::Result<()> {
     let precision = rest.get(1).map(|p| p.parse::<Precision>()).transpose()?;
     let selected = device::select(choice, precision)?;
     let device = selected.device.clone();
-    let run: Box<dyn Fn() -> ldmae::Result<Tensor<4>>> = if model.starts_with("vmae") {
+    let run: Box<dyn Fn() -> ldmae::Result<Tensor<4>>> = if model == "gemm" {
+        // The backend's own f32 matrix product, 2048², as the hardware reference.
+        let a = noise::standard_normal([1, 1, 2048, 2048], 1, &device);
+        let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device);
+        Box::new(move || Ok(a.clone().matmul(b.clone())))
+    } else if model.starts_with("vmae") {
         let bytes = convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?;
         let vmae = Vmae::load(&Pack::from_bytes(&bytes)?, &device)?;
         if model == "vmae_encode" {
