@@ -4,12 +4,15 @@
 //! ```text
 //! timings FIXTURES INPUTS MODEL REPEAT [DEVICE [DTYPE]]
 //!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2 | gemm (2048² f32 matrix product)
+//!            | packs (writes INPUTS/vmae.pack and INPUTS/dit.pack, f32, and exits)
 //!     DEVICE: auto | cpu (default) | wgpu | vulkan | metal;  DTYPE: f16 | f32
 //! ```
 //! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
-//! `.npy` inputs written by the script. Prints one JSON line with the device, the time of the
-//! first run (on a GPU it includes compiling the shaders) and of each later run in ms; each
-//! time includes reading the result back.
+//! `.npy` inputs written by the script. The models load from the packs in `INPUTS` when they are
+//! there (so that peak memory is that of an app loading a pack), else from the checkpoints.
+//! Prints one JSON line with the device, the time of the first run (on a GPU it includes
+//! compiling the shaders) and of each later run in ms; each time includes reading the result
+//! back.
 
 use burn::tensor::{Tensor, TensorData};
 use ldmae::checkpoint::latent_stats;
@@ -34,6 +37,27 @@ fn main() -> ldmae::Result<()> {
         std::process::exit(2);
     };
     let (fixtures, inputs) = (PathBuf::from(fixtures), PathBuf::from(inputs));
+    let vmae_pack = || -> ldmae::Result<Pack> {
+        match Pack::from_file(&inputs.join("vmae.pack")) {
+            Ok(pack) => Ok(pack),
+            Err(_) => Pack::from_bytes(&convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?),
+        }
+    };
+    let dit_pack = || -> ldmae::Result<Pack> {
+        match Pack::from_file(&inputs.join("dit.pack")) {
+            Ok(pack) => Ok(pack),
+            Err(_) => {
+                let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
+                Pack::from_bytes(&convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?)
+            }
+        }
+    };
+    if model == "packs" {
+        let write = |name: &str, bytes: Vec<u8>| std::fs::write(inputs.join(name), bytes).map_err(|e| ldmae::Error::io(&inputs, e));
+        write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?)?;
+        let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
+        return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?);
+    }
     let repeat: usize = repeat.parse().expect("REPEAT is a count");
     let choice = rest.first().map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?;
     let precision = rest.get(1).map(|p| p.parse::<Precision>()).transpose()?;
@@ -45,8 +69,7 @@ fn main() -> ldmae::Result<()> {
         let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device);
         Box::new(move || Ok(a.clone().matmul(b.clone())))
     } else if model.starts_with("vmae") {
-        let bytes = convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?;
-        let vmae = Vmae::load(&Pack::from_bytes(&bytes)?, &device)?;
+        let vmae = Vmae::load(&vmae_pack()?, &device)?;
         if model == "vmae_encode" {
             let x = input(&inputs, "image.npy", &device)?;
             Box::new(move || vmae.encode_params(x.clone()))
@@ -55,9 +78,7 @@ fn main() -> ldmae::Result<()> {
             Box::new(move || vmae.decode(z.clone()))
         }
     } else {
-        let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
-        let bytes = convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?;
-        let dit = Dit::load(&Pack::from_bytes(&bytes)?, &device)?;
+        let dit = Dit::load(&dit_pack()?, &device)?;
         let batch = if model == "dit_b2" { 2 } else { 1 };
         let x = input(&inputs, "dit_x.npy", &device)?.narrow(0, 0, batch);
         Box::new(move || dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch]))

@@ -47,8 +47,9 @@ def gemm_gflops(threads, n=2048, repeat=5):
     return 2 * n**3 / (ms * 1e-3) / 1e9
 
 
-def write_inputs():
-    """The benchmark inputs, as arrays and as .npy files in a new temporary folder."""
+def write_inputs(timings=None, fixtures=None):
+    """The benchmark inputs, as arrays and as .npy files in a new temporary folder, with the
+    fixtures' weights as f32 packs there when `timings` is given (ldmae then loads packs)."""
     rng = np.random.default_rng(0)
     inputs = {
         "image.npy": rng.uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32),
@@ -58,6 +59,8 @@ def write_inputs():
     tmp = tempfile.mkdtemp(prefix="ldmae-bench-")
     for name, a in inputs.items():
         np.save(os.path.join(tmp, name), a)
+    if timings:
+        subprocess.run([timings, fixtures, tmp, "packs", "0"], check=True)
     return inputs, tmp
 
 
@@ -78,7 +81,7 @@ def main():
     fx, t = args.fixtures, args.threads
     torch.set_num_threads(t)
 
-    inputs, tmp = write_inputs()
+    inputs, tmp = write_inputs(args.timings, fx)
     vmae, dit = load_models(fx)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = t, 1

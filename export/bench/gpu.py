@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=900, help="seconds per ldmae run")
     args = ap.parse_args()
 
-    inputs, tmp = write_inputs()
+    inputs, tmp = write_inputs(args.timings, args.fixtures)
     vmae, dit = load_models(args.fixtures)
     cuda = torch.cuda.is_available()
     tdev = torch.device("cuda" if cuda else "cpu")
