@@ -40,7 +40,9 @@ fn main() -> ldmae::Result<()> {
     let vmae_pack = || -> ldmae::Result<Pack> {
         match Pack::from_file(&inputs.join("vmae.pack")) {
             Ok(pack) => Ok(pack),
-            Err(_) => Pack::from_bytes(&convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?),
+            Err(_) => {
+                Pack::from_bytes(&convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?)
+            }
         }
     };
     let dit_pack = || -> ldmae::Result<Pack> {
@@ -53,7 +55,9 @@ fn main() -> ldmae::Result<()> {
         }
     };
     if model == "packs" {
-        let write = |name: &str, bytes: Vec<u8>| std::fs::write(inputs.join(name), bytes).map_err(|e| ldmae::Error::io(&inputs, e));
+        let write = |name: &str, bytes: Vec<u8>| {
+            std::fs::write(inputs.join(name), bytes).map_err(|e| ldmae::Error::io(&inputs, e))
+        };
         write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?)?;
         let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
         return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?);
