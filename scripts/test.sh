@@ -31,6 +31,9 @@ if ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
     $SUDO apt-get update -q && $SUDO apt-get install -y -q mesa-vulkan-drivers libvulkan1
 fi
 
+# Mesa's Vulkan loader complains on every start without a runtime dir (a headless CI machine).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR=$(mktemp -d); fi
+
 step "formatting and lints"
 if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
     cargo fmt --all --check

@@ -65,60 +65,13 @@ pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<T
             for start in (0..n_q).step_by(ROWS) {
                 let rows = ROWS.min(n_q - start);
                 let s = &mut scores[..rows * n_k];
-                // SAFETY: every pointer, extent and stride below stays inside its slice: `s` is
-                // rows × n_k, the q block rows × d, k n_k × d (read transposed), v n_k × d_v and
-                // the output block rows × d_v, all row-major.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        n_k,
-                        d,
-                        s.as_mut_ptr(),
-                        1,
-                        n_k as isize,
-                        false,
-                        q[start * d..].as_ptr(),
-                        1,
-                        d as isize,
-                        k.as_ptr(),
-                        d as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // Scores: the q block times kᵀ (k read transposed: element (i, j) at k[j·d + i]).
+                matmul(s, &q[start * d..], k, [rows, n_k, d], [1, d]);
                 let mut sums = [0f32; ROWS];
                 for (row, sum) in s.chunks_exact_mut(n_k).zip(&mut sums) {
                     *sum = exp_shifted(row, scale);
                 }
-                // SAFETY: as above.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        d_v,
-                        n_k,
-                        out[start * d_v..].as_mut_ptr(),
-                        1,
-                        d_v as isize,
-                        false,
-                        s.as_ptr(),
-                        1,
-                        n_k as isize,
-                        v.as_ptr(),
-                        1,
-                        d_v as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                matmul(&mut out[start * d_v..], s, v, [rows, d_v, n_k], [d_v, 1]);
                 // The softmax's division, on the rows×d_v output instead of the rows×n_k scores.
                 for (o, sum) in out[start * d_v..][..rows * d_v].chunks_exact_mut(d_v).zip(sums) {
                     let inv = 1.0 / sum;
@@ -206,6 +159,37 @@ fn gelu_exact(x: f32) -> f32 {
     let h = f32::from_bits(z.to_bits() & 0xFFFF_F000);
     let erfc = t * exp(-(h * h)) * exp(p - (z - h) * (z + h));
     x * if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
+}
+
+/// `dst = lhs · rhs` for row-major `dst` (m × n) and `lhs` (m × k), and `rhs` (k × n) with
+/// element (i, j) at `rhs[i·rs + j·cs]`; one thread (the callers run heads in parallel).
+fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], [rs, cs]: [usize; 2]) {
+    let rhs_end = if k == 0 || n == 0 { 0 } else { (k - 1) * rs + (n - 1) * cs + 1 };
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= rhs_end, "matmul extents");
+    // SAFETY: the assertion keeps every access of the three strided matrices inside its slice.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            cs as isize,
+            rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// `SiLU(a)·b` where `[a | b]` are the halves of the last axis of an f32 tensor on burn-flex.

@@ -242,9 +242,9 @@ mod gpu {
                 (Some(Precision::F16), false) => {
                     return Err(Error::Device(format!("{} has no shader-f16: use f32", self.name)));
                 }
-                (Some(p), _) => (p, format!("{chosen}, {p} requested")),
-                (None, true) => (Precision::F16, format!("{chosen}, shader-f16 available")),
-                (None, false) => (Precision::F32, format!("{chosen}, no shader-f16: f32")),
+                (Some(p), _) => (p, chosen.to_string()),
+                (None, true) => (Precision::F16, format!("{chosen}; it has shader-f16")),
+                (None, false) => (Precision::F32, format!("{chosen}; it lacks shader-f16, so f32")),
             };
             set_precision(&mut self.device, precision)?;
             Ok(Selected { device: self.device, name: self.name, precision, reason })

@@ -20,11 +20,7 @@ fn f16_cpu() -> Device {
 fn f16_compute_matches_reference_from_either_pack() {
     let f = Fixture::open(repo_path("tests/fixtures/tiny")).on(f16_cpu());
     for dtype in [PackDtype::F16, PackDtype::F32] {
-        let vmae = f.vmae(dtype);
-        f.check_vmae(&vmae, Tol::F16Compute);
-        let dit = f.dit("dit.pt", dtype);
-        f.check_dit_forward(&dit, &f.dit("dit_celeba.pt", dtype), Tol::F16Compute);
-        f.check_sampling(&dit, &vmae, Tol::F16Compute);
+        f.check_models(dtype, dtype, Tol::F16Compute);
     }
 }
 

@@ -29,23 +29,13 @@ fn tiny() -> Fixture {
 
 #[test]
 fn wgpu_f32_matches_reference() {
-    let f = tiny().on(vulkan_f32());
-    let vmae = f.vmae(PackDtype::F32);
-    f.check_vmae(&vmae, Tol::F32);
-    let dit = f.dit("dit.pt", PackDtype::F32);
-    f.check_dit_forward(&dit, &f.dit("dit_celeba.pt", PackDtype::F32), Tol::F32);
-    f.check_sampling(&dit, &vmae, Tol::F32);
+    tiny().on(vulkan_f32()).check_models(PackDtype::F32, PackDtype::F32, Tol::F32);
 }
 
 #[test]
 fn wgpu_f16_matches_reference() {
     // The VMAE from an f16 pack, the DiTs from f32 packs (rounded once at load).
-    let f = tiny().on(wgpu_f16());
-    let vmae = f.vmae(PackDtype::F16);
-    f.check_vmae(&vmae, Tol::F16Compute);
-    let dit = f.dit("dit.pt", PackDtype::F32);
-    f.check_dit_forward(&dit, &f.dit("dit_celeba.pt", PackDtype::F32), Tol::F16Compute);
-    f.check_sampling(&dit, &vmae, Tol::F16Compute);
+    tiny().on(wgpu_f16()).check_models(PackDtype::F16, PackDtype::F32, Tol::F16Compute);
 }
 
 /// The official-size VMAE (f8d16, random weights) encodes and decodes once in f16, from an f16

@@ -35,13 +35,7 @@ fn cfg_sampling_matches_reference() {
 /// 0.5% of the output scale (measured: see the test log) and never produce NaN.
 #[test]
 fn f16_packs_stay_close() {
-    let f = tiny();
-    let tol = Tol::F16Weights(5e-3);
-    let vmae = f.vmae(PackDtype::F16);
-    f.check_vmae(&vmae, tol);
-    let dit = f.dit("dit.pt", PackDtype::F16);
-    f.check_dit_forward(&dit, &f.dit("dit_celeba.pt", PackDtype::F16), tol);
-    f.check_sampling(&dit, &vmae, tol);
+    tiny().check_models(PackDtype::F16, PackDtype::F16, Tol::F16Weights(5e-3));
 }
 
 #[test]
@@ -65,10 +59,5 @@ fn bare_and_training_checkpoints_give_the_same_pack() {
 #[test]
 #[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 fn ndarray_backend_matches_reference() {
-    let f = tiny().on(burn::tensor::Device::ndarray());
-    let vmae = f.vmae(PackDtype::F32);
-    f.check_vmae(&vmae, Tol::F32);
-    let dit = f.dit("dit.pt", PackDtype::F32);
-    f.check_dit_forward(&dit, &f.dit("dit_celeba.pt", PackDtype::F32), Tol::F32);
-    f.check_sampling(&dit, &vmae, Tol::F32);
+    tiny().on(burn::tensor::Device::ndarray()).check_models(PackDtype::F32, PackDtype::F32, Tol::F32);
 }

@@ -153,6 +153,16 @@ impl Fixture {
         self.check("dit_celeba_v", v, self.tolerance("dit_celeba_v", tol));
     }
 
+    /// Every check of the VMAE and both DiTs, with weights from packs of the given types.
+    pub fn check_models(&self, vmae: PackDtype, dit: PackDtype, tol: Tol) {
+        let vmae = self.vmae(vmae);
+        self.check_vmae(&vmae, tol);
+        let celeba = self.dit("dit_celeba.pt", dit);
+        let dit = self.dit("dit.pt", dit);
+        self.check_dit_forward(&dit, &celeba, tol);
+        self.check_sampling(&dit, &vmae, tol);
+    }
+
     /// 4-step sampling at every recorded CFG scale, then decoding.
     pub fn check_sampling(&self, dit: &Dit, vmae: &Vmae, tol: Tol) {
         let s = &self.manifest["sample"];
