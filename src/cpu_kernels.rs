@@ -5,6 +5,7 @@
 //! compiler vectorises them, and are compiled for the widest extension the CPU has.
 
 use alloc::vec;
+use alloc::vec::Vec;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -52,8 +53,7 @@ pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<T
     let [b, h, n_q, d] = q.dims();
     let (n_k, d_v) = (k.dims()[2], v.dims()[3]);
     let device = q.device();
-    let values = |t: &Tensor<4>| t.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok();
-    let (q, k, v) = (values(q)?, values(k)?, values(v)?);
+    let (q, k, v) = (host(q)?, host(k)?, host(v)?);
     let mut out = vec![0f32; b * h * n_q * d_v];
     let scale = 1.0 / (d as f32).sqrt();
     out.par_chunks_mut(n_q * d_v).enumerate().for_each_init(
@@ -161,6 +161,89 @@ fn gelu_exact(x: f32) -> f32 {
     x * if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
+/// The values of an f32 tensor, row-major (a copy when the buffer is shared or strided).
+fn host<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
+    t.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok()
+}
+
+/// `(x / rms(x))·w·(1 + scale) + shift` over the last axis of `[B, N, D]` (RMSNorm then adaLN
+/// modulation, in one pass), `scale` and `shift` `[B, 1, D]`.
+pub(crate) fn rms_norm_modulate(
+    x: &Tensor<3>,
+    (w, eps): (&Tensor<1>, f64),
+    shift: &Tensor<3>,
+    scale: &Tensor<3>,
+) -> Option<Tensor<3>> {
+    let [_, n, d] = x.dims();
+    let (mut y, w, shift, scale) = (host(x)?, host(w)?, host(shift)?, host(scale)?);
+    y.par_chunks_mut(d).enumerate().for_each(|(row, y)| {
+        let b = row / n;
+        rms_norm_modulate_row(y, &w, eps as f32, &shift[b * d..][..d], &scale[b * d..][..d]);
+    });
+    Some(Tensor::from_data(TensorData::new(y, x.dims()), &x.device()))
+}
+
+on_widest_vectors!(rms_norm_modulate_row(y: &mut [f32], w: &[f32], eps: f32, shift: &[f32], scale: &[f32]) -> () = rms_norm_modulate_portable);
+
+#[inline(always)]
+fn rms_norm_modulate_portable(y: &mut [f32], w: &[f32], eps: f32, shift: &[f32], scale: &[f32]) {
+    let inv = inverse_rms(y, eps);
+    for (((y, &w), &sh), &sc) in y.iter_mut().zip(w).zip(shift).zip(scale) {
+        *y = *y * inv * w * (sc + 1.0) + sh;
+    }
+}
+
+/// `1 / √(mean(x²) + eps)`, the squares summed in independent lanes so that the loop vectorises.
+#[inline(always)]
+fn inverse_rms(x: &[f32], eps: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (body, tail) = x.split_at(x.len() - x.len() % LANES);
+    for chunk in body.chunks_exact(LANES) {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v * v;
+        }
+    }
+    let sum: f32 = lanes.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>();
+    1.0 / (sum / x.len() as f32 + eps).sqrt()
+}
+
+/// Rotary embedding of `[B, H, N, d]` queries or keys, after an optional RMSNorm `(w, eps)` over
+/// `d` (qk-norm), in one pass: `x·cos + rotate_half(x)·sin`, adjacent pairs (a, b) → (−b, a),
+/// with `[N, d]` tables.
+pub(crate) fn norm_rope(
+    x: &Tensor<4>,
+    norm: Option<(&Tensor<1>, f64)>,
+    cos: &Tensor<4>,
+    sin: &Tensor<4>,
+) -> Option<Tensor<4>> {
+    let [_, _, n, d] = x.dims();
+    let (mut y, cos, sin) = (host(x)?, host(cos)?, host(sin)?);
+    let norm = match norm {
+        Some((w, eps)) => Some((host(w)?, eps as f32)),
+        None => None,
+    };
+    y.par_chunks_mut(d).enumerate().for_each(|(row, y)| {
+        let t = (row % n) * d;
+        norm_rope_row(y, norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps)), &cos[t..][..d], &sin[t..][..d]);
+    });
+    Some(Tensor::from_data(TensorData::new(y, x.dims()), &x.device()))
+}
+
+on_widest_vectors!(norm_rope_row(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) -> () = norm_rope_portable);
+
+#[inline(always)]
+fn norm_rope_portable(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) {
+    if let Some((w, eps)) = norm {
+        let inv = inverse_rms(y, eps);
+        y.iter_mut().zip(w).for_each(|(y, &w)| *y = *y * inv * w);
+    }
+    for ((pair, c), s) in y.chunks_exact_mut(2).zip(cos.chunks_exact(2)).zip(sin.chunks_exact(2)) {
+        let (a, b) = (pair[0], pair[1]);
+        pair[0] = a * c[0] + -b * s[0];
+        pair[1] = b * c[1] + a * s[1];
+    }
+}
+
 /// `dst = lhs · rhs` for row-major `dst` (m × n) and `lhs` (m × k), and `rhs` (k × n) with
 /// element (i, j) at `rhs[i·rs + j·cs]`; one thread (the callers run heads in parallel).
 fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], [rs, cs]: [usize; 2]) {
@@ -242,7 +325,6 @@ fn exp(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
 
     #[test]
     fn exp_is_within_two_ulp_of_f64_on_the_softmax_range() {
@@ -297,6 +379,59 @@ mod tests {
                 let want = a / (1.0 + (-a).exp()) * b;
                 assert!((ours[r * 40 + j] as f64 - want).abs() <= 1e-6 * want.abs() + 1e-30, "{a} {b}");
             }
+        }
+    }
+
+    /// Deterministic values in [-2, 2) for an f32 tensor on flex, and the same values.
+    fn filled<const D: usize>(shape: [usize; D], seed: usize) -> (Tensor<D>, Vec<f32>) {
+        let n = shape.iter().product::<usize>();
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0).collect();
+        (Tensor::from_data(TensorData::new(v.clone(), shape), &burn::tensor::Device::flex()), v)
+    }
+
+    fn assert_close(ours: Tensor<3>, want: &[f64]) {
+        let ours = ours.into_data().try_into_vec::<f32>().unwrap();
+        for (a, b) in ours.iter().zip(want) {
+            assert!((*a as f64 - b).abs() <= 2e-6 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn rms_norm_modulate_matches_f64() {
+        let ((x, xv), (w, wv)) = (filled([2, 3, 40], 1), filled([40], 2));
+        let ((sh, shv), (sc, scv)) = (filled([2, 1, 40], 3), filled([2, 1, 40], 4));
+        let ours = rms_norm_modulate(&x, (&w, 1e-6), &sh, &sc).unwrap();
+        let mut want = Vec::new();
+        for (row, r) in xv.chunks(40).enumerate() {
+            let inv = 1.0 / (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 40.0 + 1e-6).sqrt();
+            let b = row / 3;
+            for j in 0..40 {
+                let sc = scv[b * 40 + j] as f64;
+                want.push(r[j] as f64 * inv * wv[j] as f64 * (1.0 + sc) + shv[b * 40 + j] as f64);
+            }
+        }
+        assert_close(ours, &want);
+    }
+
+    #[test]
+    fn norm_rope_matches_f64() {
+        let ((x, xv), (w, wv)) = (filled([1, 2, 3, 8], 5), filled([8], 6));
+        let ((cos, cv), (sin, sv)) = (filled([1, 1, 3, 8], 7), filled([1, 1, 3, 8], 8));
+        for norm in [None, Some((&w, 1e-6))] {
+            let ours = norm_rope(&x, norm, &cos, &sin).unwrap().reshape([1, 6, 8]);
+            let mut want = Vec::new();
+            for (row, r) in xv.chunks(8).enumerate() {
+                let inv = 1.0 / (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 8.0 + 1e-6).sqrt();
+                let r: Vec<f64> = (0..8)
+                    .map(|j| if norm.is_some() { r[j] as f64 * inv * wv[j] as f64 } else { r[j] as f64 })
+                    .collect();
+                let t = (row % 3) * 8;
+                for j in 0..8 {
+                    let rotated = if j % 2 == 0 { -r[j + 1] } else { r[j - 1] };
+                    want.push(r[j] * cv[t + j] as f64 + rotated * sv[t + j] as f64);
+                }
+            }
+            assert_close(ours, &want);
         }
     }
 

@@ -31,7 +31,18 @@ struct Rope {
 }
 
 impl Rope {
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Rotates `x` after the optional qk-norm; one fused pass on the CPU.
+    fn apply(&self, x: Tensor<4>, norm: Option<&RmsNorm>) -> Tensor<4> {
+        #[cfg(all(feature = "flex", feature = "std"))]
+        if crate::cpu_kernels::applies(&x)
+            && let Some(y) = crate::cpu_kernels::norm_rope(&x, norm.map(RmsNorm::parts), &self.cos, &self.sin)
+        {
+            return y;
+        }
+        let x = match norm {
+            Some(n) => n.forward(x),
+            None => x,
+        };
         let [b, h, n, d] = x.dims();
         let pairs = x.clone().reshape([b, h, n, d / 2, 2]);
         let a = pairs.clone().narrow(4, 0, 1);
@@ -72,16 +83,24 @@ impl Block {
     fn forward(&self, x: Tensor<3>, c: Tensor<2>, rope: &Rope) -> Tensor<3> {
         let m = split_modulation(self.ada_ln.forward(silu(c)), 6);
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.try_into().expect("six chunks");
-        let prepare = |q: Tensor<4>, k: Tensor<4>| {
-            let q = self.q_norm.as_ref().map_or(q.clone(), |n| n.forward(q));
-            let k = self.k_norm.as_ref().map_or(k.clone(), |n| n.forward(k));
-            (rope.apply(q), rope.apply(k))
-        };
-        let h = self.attn.forward(modulate(self.norm1.forward(x.clone()), shift_msa, scale_msa), prepare);
+        let prepare =
+            |q: Tensor<4>, k: Tensor<4>| (rope.apply(q, self.q_norm.as_ref()), rope.apply(k, self.k_norm.as_ref()));
+        let h = self.attn.forward(norm_modulate(&self.norm1, x.clone(), shift_msa, scale_msa), prepare);
         let x = x + gate_msa * h;
-        let h = self.mlp.forward(modulate(self.norm2.forward(x.clone()), shift_mlp, scale_mlp));
+        let h = self.mlp.forward(norm_modulate(&self.norm2, x.clone(), shift_mlp, scale_mlp));
         x + gate_mlp * h
     }
+}
+
+/// `modulate(norm(x), shift, scale)`; one fused pass on the CPU.
+fn norm_modulate(norm: &RmsNorm, x: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
+    #[cfg(all(feature = "flex", feature = "std"))]
+    if crate::cpu_kernels::applies(&x)
+        && let Some(y) = crate::cpu_kernels::rms_norm_modulate(&x, norm.parts(), &shift, &scale)
+    {
+        return y;
+    }
+    modulate(norm.forward(x), shift, scale)
 }
 
 /// Sinusoidal features `[cos(t·f_k) | sin(t·f_k)]`, `f_k = exp(-ln(10⁴)·k/128)`, in f32 on

@@ -92,6 +92,12 @@ impl RmsNorm {
         Ok(Self { weight: l.tensor(&format!("{name}.weight"), [dim])?, eps })
     }
 
+    /// The weight and epsilon, for fused kernels.
+    #[cfg(all(feature = "flex", feature = "std"))]
+    pub(crate) fn parts(&self) -> (&Tensor<1>, f64) {
+        (&self.weight, self.eps)
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let normed = with_f32(x, |x| {
             let ms = x.clone().square().mean_dim(D - 1);
