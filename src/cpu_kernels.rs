@@ -127,9 +127,13 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 on_widest_vectors!(gelu_in_place(xs: &mut [f32]) -> () = gelu_portable);
 
+// Plain `for` loops in these bodies: a `for_each` closure may be compiled out of line, without
+// the caller's target features.
 #[inline(always)]
 fn gelu_portable(xs: &mut [f32]) {
-    xs.iter_mut().for_each(|x| *x = gelu_exact(*x));
+    for x in xs {
+        *x = gelu_exact(*x);
+    }
 }
 
 /// `x·Φ(x) = ½x·erfc(−x/√2)`. erfc(z) for z ≥ 0 is `t·exp(P(t) − z²)` with `t = 1/(1 + z/2)` and
@@ -235,7 +239,9 @@ on_widest_vectors!(norm_rope_row(y: &mut [f32], norm: Option<(&[f32], f32)>, cos
 fn norm_rope_portable(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) {
     if let Some((w, eps)) = norm {
         let inv = inverse_rms(y, eps);
-        y.iter_mut().zip(w).for_each(|(y, &w)| *y = *y * inv * w);
+        for (y, &w) in y.iter_mut().zip(w) {
+            *y = *y * inv * w;
+        }
     }
     for ((pair, c), s) in y.chunks_exact_mut(2).zip(cos.chunks_exact(2)).zip(sin.chunks_exact(2)) {
         let (a, b) = (pair[0], pair[1]);
