@@ -117,13 +117,13 @@ pub fn select(choice: DeviceChoice, precision: Option<Precision>) -> Result<Sele
     match choice {
         DeviceChoice::Cpu => on_cpu(precision, "requested"),
         #[cfg(feature = "wgpu")]
-        DeviceChoice::Auto => match gpu::open(gpu::Api::Auto) {
-            Ok(gpu) if !gpu.software => gpu.configure(precision, true),
-            Ok(gpu) => on_cpu(
-                precision,
-                &format!("the wgpu adapter, {}, is a software renderer or OpenGL: the CPU backend is faster", gpu.name),
-            ),
-            Err(e) => on_cpu(precision, &format!("no wgpu adapter: {e}")),
+        DeviceChoice::Auto => match gpu::hardware_adapters() {
+            Err(why) => on_cpu(precision, &why),
+            Ok(()) => match gpu::open(gpu::Api::Auto) {
+                Ok(gpu) if !gpu.software => gpu.configure(precision, true),
+                Ok(gpu) => on_cpu(precision, &format!("wgpu settled on {}, a software renderer or OpenGL", gpu.name)),
+                Err(e) => on_cpu(precision, &format!("no wgpu adapter: {e}")),
+            },
         },
         #[cfg(not(feature = "wgpu"))]
         DeviceChoice::Auto => on_cpu(precision, "built without the `wgpu` feature"),
@@ -207,6 +207,42 @@ mod gpu {
         /// which wgpu has no f16 and compute is unreliable.
         pub(super) software: bool,
         shader_f16: bool,
+    }
+
+    /// Checks, without opening a device, that wgpu sees a hardware adapter on the APIs `auto`
+    /// uses (Vulkan, Metal, DX12); the error says what it found instead.
+    pub(super) fn hardware_adapters() -> core::result::Result<(), String> {
+        if wgpu::Instance::enabled_backend_features().is_empty() {
+            return Err("this platform has no wgpu backend".into());
+        }
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::PRIMARY;
+        let adapters = block_on(wgpu::Instance::new(desc).enumerate_adapters(wgpu::Backends::PRIMARY));
+        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+        if infos.iter().any(|i| i.device_type != wgpu::DeviceType::Cpu) {
+            return Ok(());
+        }
+        let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        Err(match names.as_slice() {
+            [] => "no wgpu adapter (Vulkan, Metal or DX12)".into(),
+            _ => format!(
+                "the only wgpu adapters, {}, are software renderers: the CPU backend is faster",
+                names.join(", ")
+            ),
+        })
+    }
+
+    /// Runs a future that completes without waiting on anything else (wgpu's native adapter
+    /// enumeration) to its end.
+    fn block_on<F: core::future::Future>(future: F) -> F::Output {
+        let mut future = core::pin::pin!(future);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Runtimes opened so far: wgpu initialises a runtime once per process.
