@@ -97,6 +97,8 @@ pub struct Selected {
     pub device: Device,
     /// What runs the models, e.g. `cpu (flex)` or `wgpu Vulkan: NVIDIA H200`.
     pub name: String,
+    /// Whether that is the CPU backend (not a wgpu adapter, software ones included).
+    pub cpu: bool,
     pub precision: Precision,
     /// Why this device and precision (what was tried and refused first).
     pub reason: String,
@@ -157,7 +159,7 @@ fn on_cpu(precision: Option<Precision>, why: &str) -> Result<Selected> {
     let mut device = cpu();
     set_precision(&mut device, precision)?;
     let name = if cfg!(feature = "flex") { "cpu (flex)" } else { "cpu (ndarray)" };
-    Ok(Selected { device, name: name.into(), precision, reason: why.into() })
+    Ok(Selected { device, name: name.into(), cpu: true, precision, reason: why.into() })
 }
 
 /// Sets the device's float type, or checks that it already has it.
@@ -283,7 +285,7 @@ mod gpu {
                 (None, false) => (Precision::F32, format!("{chosen}; it lacks shader-f16, so f32")),
             };
             set_precision(&mut self.device, precision)?;
-            Ok(Selected { device: self.device, name: self.name, precision, reason })
+            Ok(Selected { device: self.device, name: self.name, cpu: false, precision, reason })
         }
     }
 }

@@ -53,11 +53,11 @@ fn auto_prefers_a_hardware_gpu_and_says_why() {
     let auto = device::select(DeviceChoice::Auto, None).unwrap();
     eprintln!("wgpu: {gpu}\nauto: {auto}");
     if gpu.name.contains("llvmpipe") {
-        assert!(auto.name.starts_with("cpu"), "{auto}");
+        assert!(auto.cpu, "{auto}");
         assert!(auto.reason.contains("software renderer") && auto.reason.contains("llvmpipe"), "{auto}");
     } else {
         assert_eq!(auto.name, gpu.name);
     }
-    assert_eq!(auto.precision, if auto.name.starts_with("cpu") { Precision::F32 } else { gpu.precision });
+    assert_eq!(auto.precision, if auto.cpu { Precision::F32 } else { gpu.precision });
     assert!(gpu.reason.contains("shader-f16"), "{gpu}");
 }

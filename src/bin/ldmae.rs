@@ -187,7 +187,7 @@ fn run_on_device(cli: Cli) -> Result<()> {
     eprintln!("device: {selected}");
     match run(cli.command.clone(), &selected.device) {
         Err(e @ (Error::NonFinite { .. } | Error::F16Range(_))) if selected.precision == Precision::F16 => {
-            if selected.name.starts_with("cpu") {
+            if selected.cpu {
                 return Err(Error::Device(format!("{e} in f16 on the CPU: run again with --dtype f32")));
             }
             let retry: Selected = device::select(DeviceChoice::Cpu, Some(Precision::F32))?;
