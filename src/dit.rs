@@ -219,6 +219,8 @@ impl Dit {
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device);
         let cond = t_emb + self.label_table.clone().select(0, labels);
 
+        // The input takes the weights' float type (an f32 tensor on an f16 device would not mix).
+        let x = x.cast(self.pos_embed.dtype());
         let mut h = to_tokens(self.x_embedder.forward(x)) + self.pos_embed.clone();
         for block in &self.blocks {
             h = block.forward(h, cond.clone(), &self.rope);

@@ -149,6 +149,8 @@ impl Vmae {
                 found: dims.to_vec(),
             });
         }
+        // Inputs take the weights' float type (an f32 tensor on an f16 device would not mix).
+        let images = images.cast(self.pos_embed.dtype());
         let mut x = to_tokens(self.patch_embed.forward(images)) + self.pos_embed.clone();
         for block in &self.blocks {
             x = block.forward(x);
@@ -173,6 +175,7 @@ impl Vmae {
                 found: dims.to_vec(),
             });
         }
+        let latents = latents.cast(self.decoder_pos_embed.dtype());
         let x = self.decoder_embed.forward(self.from_latent.forward(to_tokens(latents)));
         let mut x = x + self.decoder_pos_embed.clone();
         for block in &self.decoder_blocks {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::{Fixture, Tol, f16_overflowing_vmae, repo_path};
 use ldmae::device::{self, DeviceChoice, Precision};
 use ldmae::{Error, Pack, PackDtype, Vmae, image};
@@ -22,6 +22,29 @@ fn f16_compute_matches_reference_from_either_pack() {
     for dtype in [PackDtype::F16, PackDtype::F32] {
         f.check_models(dtype, dtype, Tol::F16Compute);
     }
+}
+
+/// Inputs made as f32 tensors on the f16 device (e.g. from another part of an app) are taken in
+/// the models' f16, not mixed with it.
+#[test]
+fn f32_inputs_on_an_f16_device_are_accepted() {
+    let device = f16_cpu();
+    let f = Fixture::open(repo_path("tests/fixtures/tiny")).on(device.clone());
+    let f32_input = |name: &str| {
+        let a = f.npy(name);
+        let shape: [usize; 4] = a.shape.clone().try_into().unwrap();
+        Tensor::<4>::from_data(TensorData::new(a.data, shape), (&device, DType::F32))
+    };
+    let vmae = f.vmae(PackDtype::F16);
+    let pixels = vmae.decode(f32_input("dec_latent.npy")).unwrap();
+    f.check("dec_pixels", pixels, f.tolerance("dec_pixels", Tol::F16Compute));
+    let mean = vmae.encode(f32_input("image.npy")).unwrap().mean;
+    f.check("enc_mean", mean, f.tolerance("enc_mean", Tol::F16Compute));
+    let dit = f.dit("dit.pt", PackDtype::F16);
+    let t: Vec<f32> = f.manifest["dit_t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let y: Vec<usize> = f.manifest["dit_y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let v = dit.forward(f32_input("dit_x.npy"), &t, &y).unwrap();
+    f.check("dit_v", v, f.tolerance("dit_v", Tol::F16Compute));
 }
 
 #[test]
