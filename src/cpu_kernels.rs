@@ -4,6 +4,7 @@
 //! both one scalar `exp` / `erf` at a time; here the element loops are written so that the
 //! compiler vectorises them, and are compiled for the widest extension the CPU has.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -47,40 +48,100 @@ pub(crate) fn applies<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
 }
 
-/// `softmax(q·kᵀ/√d)·v` for `[B, H, N, d]` tensors on burn-flex, computed in f32 (`None` if the
-/// values cannot be read back as f32).
-pub(crate) fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
-    let [b, h, n_q, d] = q.dims();
-    let (n_k, d_v) = (k.dims()[2], v.dims()[3]);
-    let device = q.device();
-    let (q, k, v) = (host(q)?, host(k)?, host(v)?);
-    let mut out = vec![0f32; b * h * n_q * d_v];
-    let scale = 1.0 / (d as f32).sqrt();
-    out.par_chunks_mut(n_q * d_v).enumerate().for_each_init(
-        || vec![0f32; ROWS * n_k],
-        |scores, (head, out)| {
-            let q = &q[head * n_q * d..][..n_q * d];
-            let k = &k[head * n_k * d..][..n_k * d];
-            let v = &v[head * n_k * d_v..][..n_k * d_v];
-            for start in (0..n_q).step_by(ROWS) {
-                let rows = ROWS.min(n_q - start);
-                let s = &mut scores[..rows * n_k];
-                // Scores: the q block times kᵀ (k read transposed: element (i, j) at k[j·d + i]).
-                matmul(s, &q[start * d..], k, [rows, n_k, d], [1, d]);
-                let mut sums = [0f32; ROWS];
-                for (row, sum) in s.chunks_exact_mut(n_k).zip(&mut sums) {
-                    *sum = exp_shifted(row, scale);
-                }
-                matmul(&mut out[start * d_v..], s, v, [rows, d_v, n_k], [d_v, 1]);
-                // The softmax's division, on the rows×d_v output instead of the rows×n_k scores.
-                for (o, sum) in out[start * d_v..][..rows * d_v].chunks_exact_mut(d_v).zip(sums) {
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|x| *x *= inv);
+/// Host copies of a [`crate::nn::QkRotation`]: qk-norm weights with their epsilon, and the
+/// `[N, d]` RoPE tables.
+pub(crate) struct Rotation<'a> {
+    pub q_norm: Option<(Vec<f32>, f32)>,
+    pub k_norm: Option<(Vec<f32>, f32)>,
+    pub cos: &'a [f32],
+    pub sin: &'a [f32],
+}
+
+/// Multi-head self-attention of a `[B, N, 3·D]` joint projection (q, k and v, each `H` heads of
+/// `D/H` values per token), the queries and keys optionally rotated first (qk-norm, RoPE):
+/// `softmax(q·kᵀ/√(D/H))·v` per head, heads concatenated → `[B, N, D]`, on burn-flex in f32.
+/// Each head's queries and keys are gathered (and rotated) into per-thread buffers and its values
+/// read in place, so the projection is never permuted into head-major tensors. Gives `qkv` back
+/// where the kernel does not apply.
+pub(crate) fn self_attention(
+    qkv: Tensor<3>,
+    heads: usize,
+    rotation: Option<Rotation<'_>>,
+) -> Result<Tensor<3>, Box<Tensor<3>>> {
+    let ([b, n, three_d], device) = (qkv.dims(), qkv.device());
+    let d = three_d / 3;
+    let hd = d.checked_div(heads).unwrap_or(0);
+    let fits = |r: &Rotation| {
+        let norm_fits = |w: &Option<(Vec<f32>, f32)>| w.as_ref().is_none_or(|(w, _)| w.len() == hd);
+        r.cos.len() == n * hd && r.sin.len() == n * hd && norm_fits(&r.q_norm) && norm_fits(&r.k_norm)
+    };
+    if !applies(&qkv) || n == 0 || hd == 0 || three_d != 3 * heads * hd || !rotation.as_ref().is_none_or(fits) {
+        return Err(Box::new(qkv));
+    }
+    let data = qkv.into_data();
+    let Ok(qkv) = data.as_slice::<f32>() else {
+        return Err(Box::new(Tensor::from_data(data, (&device, DType::F32))));
+    };
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut by_head = vec![0f32; b * n * d]; // [B, H, N, hd]
+    by_head.par_chunks_mut(n * hd).enumerate().for_each_init(
+        || (vec![0f32; n * hd], vec![0f32; n * hd], vec![0f32; ROWS * n]),
+        |(q, k, scores), (task, out)| {
+            let col = (task % heads) * hd;
+            let tokens = &qkv[task / heads * n * three_d..][..n * three_d];
+            let rows = q.chunks_exact_mut(hd).zip(k.chunks_exact_mut(hd)).zip(tokens.chunks_exact(three_d));
+            for (t, ((q, k), token)) in rows.enumerate() {
+                q.copy_from_slice(&token[col..][..hd]);
+                k.copy_from_slice(&token[d + col..][..hd]);
+                if let Some(r) = &rotation {
+                    let (cos, sin) = (&r.cos[t * hd..][..hd], &r.sin[t * hd..][..hd]);
+                    norm_rope_row(q, norm_parts(&r.q_norm), cos, sin);
+                    norm_rope_row(k, norm_parts(&r.k_norm), cos, sin);
                 }
             }
+            // The values in place: element (j, c) at tokens[2·D + col + j·3·D + c].
+            attend_head(out, q, k, (&tokens[2 * d + col..], three_d), scale, scores);
         },
     );
-    Some(Tensor::from_data(TensorData::new(out, [b, h, n_q, d_v]), &device))
+    // [B, H, N, hd] → [B, N, H·hd]
+    let mut out = vec![0f32; b * n * d];
+    out.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(row, out)| {
+        let (batch, t) = (row / n, row % n);
+        for (head, out) in out.chunks_exact_mut(hd).enumerate() {
+            out.copy_from_slice(&by_head[((batch * heads + head) * n + t) * hd..][..hd]);
+        }
+    });
+    Ok(Tensor::from_data(TensorData::new(out, [b, n, d]), &device))
+}
+
+fn norm_parts(norm: &Option<(Vec<f32>, f32)>) -> Option<(&[f32], f32)> {
+    norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps))
+}
+
+/// One head, by blocks of [`ROWS`] query rows: `out = softmax(q·kᵀ·scale)·v` for row-major `out`,
+/// `q` and `k` (N × d each), and `v` (N × d) with its rows `v_stride` apart; `scores` holds
+/// `ROWS × N` values.
+fn attend_head(out: &mut [f32], q: &[f32], k: &[f32], (v, v_stride): (&[f32], usize), scale: f32, scores: &mut [f32]) {
+    let n = scores.len() / ROWS;
+    let d = q.len() / n;
+    for start in (0..n).step_by(ROWS) {
+        let rows = ROWS.min(n - start);
+        let s = &mut scores[..rows * n];
+        // Scores: the q block times kᵀ (k read transposed: element (i, j) at k[j·d + i]).
+        matmul(s, &q[start * d..], k, [rows, n, d], [1, d]);
+        let mut sums = [0f32; ROWS];
+        for (row, sum) in s.chunks_exact_mut(n).zip(&mut sums) {
+            *sum = exp_shifted(row, scale);
+        }
+        matmul(&mut out[start * d..], s, v, [rows, d, n], [v_stride, 1]);
+        // The softmax's division, on the rows × d output instead of the rows × N scores.
+        for (o, sum) in out[start * d..][..rows * d].chunks_exact_mut(d).zip(sums) {
+            let inv = 1.0 / sum;
+            for x in o {
+                *x *= inv;
+            }
+        }
+    }
 }
 
 on_widest_vectors!(exp_shifted(row: &mut [f32], scale: f32) -> f32 = exp_shifted_portable);
@@ -165,6 +226,11 @@ fn gelu_exact(x: f32) -> f32 {
     x * if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
+/// The values of an f32 tensor on burn-flex, row-major (`None` elsewhere).
+pub(crate) fn host_values<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
+    if applies(t) { host(t) } else { None }
+}
+
 /// The values of an f32 tensor, row-major (a copy when the buffer is shared or strided).
 fn host<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
     t.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok()
@@ -211,30 +277,10 @@ fn inverse_rms(x: &[f32], eps: f32) -> f32 {
     1.0 / (sum / x.len() as f32 + eps).sqrt()
 }
 
-/// Rotary embedding of `[B, H, N, d]` queries or keys, after an optional RMSNorm `(w, eps)` over
-/// `d` (qk-norm), in one pass: `x·cos + rotate_half(x)·sin`, adjacent pairs (a, b) → (−b, a),
-/// with `[N, d]` tables.
-pub(crate) fn norm_rope(
-    x: &Tensor<4>,
-    norm: Option<(&Tensor<1>, f64)>,
-    cos: &Tensor<4>,
-    sin: &Tensor<4>,
-) -> Option<Tensor<4>> {
-    let [_, _, n, d] = x.dims();
-    let (mut y, cos, sin) = (host(x)?, host(cos)?, host(sin)?);
-    let norm = match norm {
-        Some((w, eps)) => Some((host(w)?, eps as f32)),
-        None => None,
-    };
-    y.par_chunks_mut(d).enumerate().for_each(|(row, y)| {
-        let t = (row % n) * d;
-        norm_rope_row(y, norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps)), &cos[t..][..d], &sin[t..][..d]);
-    });
-    Some(Tensor::from_data(TensorData::new(y, x.dims()), &x.device()))
-}
-
 on_widest_vectors!(norm_rope_row(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) -> () = norm_rope_portable);
 
+/// Rotary embedding of one query or key row after an optional RMSNorm `(w, eps)` over it
+/// (qk-norm), in one pass: `x·cos + rotate_half(x)·sin`, adjacent pairs (a, b) → (−b, a).
 #[inline(always)]
 fn norm_rope_portable(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) {
     if let Some((w, eps)) = norm {
@@ -420,28 +466,6 @@ mod tests {
     }
 
     #[test]
-    fn norm_rope_matches_f64() {
-        let ((x, xv), (w, wv)) = (filled([1, 2, 3, 8], 5), filled([8], 6));
-        let ((cos, cv), (sin, sv)) = (filled([1, 1, 3, 8], 7), filled([1, 1, 3, 8], 8));
-        for norm in [None, Some((&w, 1e-6))] {
-            let ours = norm_rope(&x, norm, &cos, &sin).unwrap().reshape([1, 6, 8]);
-            let mut want = Vec::new();
-            for (row, r) in xv.chunks(8).enumerate() {
-                let inv = 1.0 / (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 8.0 + 1e-6).sqrt();
-                let r: Vec<f64> = (0..8)
-                    .map(|j| if norm.is_some() { r[j] as f64 * inv * wv[j] as f64 } else { r[j] as f64 })
-                    .collect();
-                let t = (row % 3) * 8;
-                for j in 0..8 {
-                    let rotated = if j % 2 == 0 { -r[j + 1] } else { r[j - 1] };
-                    want.push(r[j] * cv[t + j] as f64 + rotated * sv[t + j] as f64);
-                }
-            }
-            assert_close(ours, &want);
-        }
-    }
-
-    #[test]
     fn nan_scores_give_a_nan_row() {
         assert!(exp(f32::NAN).is_nan());
         let mut row = [0.5f32; 40];
@@ -450,18 +474,56 @@ mod tests {
         assert!(row.iter().all(|x| x.is_nan()));
     }
 
+    /// `self_attention` in f64, straight from its definition.
+    fn self_attention_f64(qkv: &[f32], [b, n, heads, hd]: [usize; 4], rotation: Option<&Rotation>) -> Vec<f64> {
+        let d = heads * hd;
+        let rotate = |x: &[f32], norm: Option<&(Vec<f32>, f32)>, t: usize| -> Vec<f64> {
+            let mut x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let Some(r) = rotation else { return x };
+            if let Some((w, eps)) = norm {
+                let inv = 1.0 / (x.iter().map(|v| v * v).sum::<f64>() / hd as f64 + *eps as f64).sqrt();
+                x.iter_mut().zip(w).for_each(|(x, &w)| *x *= inv * w as f64);
+            }
+            let rotated = |j: usize| if j.is_multiple_of(2) { -x[j + 1] } else { x[j - 1] };
+            (0..hd).map(|j| x[j] * r.cos[t * hd + j] as f64 + rotated(j) * r.sin[t * hd + j] as f64).collect()
+        };
+        let (q_norm, k_norm) = rotation.map_or((None, None), |r| (r.q_norm.as_ref(), r.k_norm.as_ref()));
+        let mut out = vec![0f64; b * n * d];
+        for batch in 0..b {
+            for h in 0..heads {
+                let token = |t: usize, part: usize| &qkv[(batch * n + t) * 3 * d + part * d + h * hd..][..hd];
+                let k: Vec<Vec<f64>> = (0..n).map(|t| rotate(token(t, 1), k_norm, t)).collect();
+                for i in 0..n {
+                    let q = rotate(token(i, 0), q_norm, i);
+                    let dot = |k: &Vec<f64>| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt();
+                    let s: Vec<f64> = k.iter().map(dot).collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|s| (s - m).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for c in 0..hd {
+                        let weighted: f64 = (0..n).map(|j| e[j] * token(j, 2)[c] as f64).sum();
+                        out[(batch * n + i) * d + h * hd + c] = weighted / total;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     #[test]
-    fn matches_burns_attention_on_ragged_sizes() {
-        use burn::tensor::module::attention as burn_attention;
-        use burn::tensor::ops::AttentionModuleOptions;
-        let device = burn::tensor::Device::flex();
-        let t = |shape: [usize; 4], seed: u64| crate::noise::standard_normal(shape, seed, &device);
-        // 70 query rows: a full block of 64 and a tail; 37 keys: two 16-lane chunks and a tail.
-        let (q, k, v) = (t([2, 3, 70, 8], 1), t([2, 3, 37, 8], 2), t([2, 3, 37, 5], 3));
-        let ours = attention(&q, &k, &v).unwrap();
-        let theirs = burn_attention(q, k, v, None, None, AttentionModuleOptions::default());
-        let diff = (ours - theirs).abs().max().into_scalar::<f32>();
-        assert!(diff < 1e-6, "max |diff| {diff}");
+    fn self_attention_matches_f64_on_ragged_sizes() {
+        // 70 tokens: a full block of 64 query rows and a tail; four 16-lane chunks of keys and a tail.
+        let [b, n, heads, hd] = [2, 70, 3, 8];
+        let (qkv, values) = filled([b, n, 3 * heads * hd], 9);
+        let (cos, sin) = (filled([n, hd], 10).1, filled([n, hd], 11).1);
+        let rotation = || Rotation { q_norm: Some((filled([hd], 12).1, 1e-6)), k_norm: None, cos: &cos, sin: &sin };
+        for r in [None, Some(rotation())] {
+            let want = self_attention_f64(&values, [b, n, heads, hd], r.as_ref());
+            assert_close(self_attention(qkv.clone(), heads, r).expect("applies on flex in f32"), &want);
+        }
+        // Tables of the wrong size: the caller's generic path takes over.
+        let short = Rotation { cos: &cos[hd..], ..rotation() };
+        assert!(self_attention(qkv, heads, Some(short)).is_err());
     }
 
     #[test]

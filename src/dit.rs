@@ -3,7 +3,7 @@
 
 use crate::config::{DitConfig, TIME_FEATURES};
 use crate::error::{Error, Result};
-use crate::nn::{Conv2d, Linear, RmsNorm, SelfAttention, SwiGlu, to_tokens, unpatchify};
+use crate::nn::{Conv2d, Linear, QkRotation, RmsNorm, Rope, SelfAttention, SwiGlu, to_tokens, unpatchify};
 use crate::pack::{LatentStats, Pack, PackModel, SamplingDefaults, TensorLoader};
 use alloc::format;
 use alloc::vec::Vec;
@@ -20,36 +20,6 @@ fn modulate(h: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
 /// Splits `[B, k·D]` modulation into `k` tensors of `[B, 1, D]`.
 fn split_modulation(m: Tensor<2>, k: usize) -> Vec<Tensor<3>> {
     m.unsqueeze_dim::<3>(1).chunk(k, 2)
-}
-
-/// Rotary embedding with tables loaded from the checkpoint: `q·cos + rotate_half(q)·sin`,
-/// `rotate_half` mapping adjacent pairs `(a, b)` to `(-b, a)`.
-#[derive(Debug, Clone)]
-struct Rope {
-    cos: Tensor<4>,
-    sin: Tensor<4>,
-}
-
-impl Rope {
-    /// Rotates `x` after the optional qk-norm; one fused pass on the CPU.
-    fn apply(&self, x: Tensor<4>, norm: Option<&RmsNorm>) -> Tensor<4> {
-        #[cfg(all(feature = "flex", feature = "std"))]
-        if crate::cpu_kernels::applies(&x)
-            && let Some(y) = crate::cpu_kernels::norm_rope(&x, norm.map(RmsNorm::parts), &self.cos, &self.sin)
-        {
-            return y;
-        }
-        let x = match norm {
-            Some(n) => n.forward(x),
-            None => x,
-        };
-        let [b, h, n, d] = x.dims();
-        let pairs = x.clone().reshape([b, h, n, d / 2, 2]);
-        let a = pairs.clone().narrow(4, 0, 1);
-        let bb = pairs.narrow(4, 1, 1);
-        let rotated = Tensor::cat(alloc::vec![bb.neg(), a], 4).reshape([b, h, n, d]);
-        x * self.cos.clone() + rotated * self.sin.clone()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,9 +53,8 @@ impl Block {
     fn forward(&self, x: Tensor<3>, c: Tensor<2>, rope: &Rope) -> Tensor<3> {
         let m = split_modulation(self.ada_ln.forward(silu(c)), 6);
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.try_into().expect("six chunks");
-        let prepare =
-            |q: Tensor<4>, k: Tensor<4>| (rope.apply(q, self.q_norm.as_ref()), rope.apply(k, self.k_norm.as_ref()));
-        let h = self.attn.forward(norm_modulate(&self.norm1, x.clone(), shift_msa, scale_msa), prepare);
+        let rotation = QkRotation { q_norm: self.q_norm.as_ref(), k_norm: self.k_norm.as_ref(), rope };
+        let h = self.attn.forward(norm_modulate(&self.norm1, x.clone(), shift_msa, scale_msa), Some(rotation));
         let x = x + gate_msa * h;
         let h = self.mlp.forward(norm_modulate(&self.norm2, x.clone(), shift_mlp, scale_mlp));
         x + gate_mlp * h
@@ -145,9 +114,6 @@ impl Dit {
         c.validate()?;
         let (d, p, n, hd) = (c.hidden, c.patch_size, c.grid() * c.grid(), c.head_dim());
         let mut l = TensorLoader::new(pack, device);
-        let rope_table = |l: &mut TensorLoader, name: &str| -> Result<Tensor<4>> {
-            Ok(l.tensor::<2>(name, [n, hd])?.reshape([1, 1, n, hd]))
-        };
         let model = Self {
             config: c,
             stats: stats.clone(),
@@ -157,10 +123,7 @@ impl Dit {
             t_mlp0: Linear::load(&mut l, "t_embedder.mlp.0", TIME_FEATURES, d, true)?,
             t_mlp2: Linear::load(&mut l, "t_embedder.mlp.2", d, d, true)?,
             label_table: l.tensor("y_embedder.embedding_table.weight", [c.label_rows(), d])?,
-            rope: Rope {
-                cos: rope_table(&mut l, "feat_rope.freqs_cos")?,
-                sin: rope_table(&mut l, "feat_rope.freqs_sin")?,
-            },
+            rope: Rope::load(&mut l, "feat_rope", n, hd)?,
             blocks: (0..c.depth).map(|i| Block::load(&mut l, &format!("blocks.{i}"), &c)).collect::<Result<_>>()?,
             norm_final: RmsNorm::load(&mut l, "final_layer.norm_final", d, RMS_EPS)?,
             final_ada_ln: Linear::load(&mut l, "final_layer.adaLN_modulation.1", d, 2 * d, true)?,

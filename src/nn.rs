@@ -114,8 +114,69 @@ fn with_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>
     if dtype == DType::F32 { f(x) } else { f(x.cast(DType::F32)).cast(dtype) }
 }
 
-/// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection.
-/// `rotate` (qk-norm, RoPE) acts on the `[B, H, N, hd]` queries and keys before the product.
+/// Rotary position embedding with `[N, d]` tables loaded from the checkpoint:
+/// `x·cos + rotate_half(x)·sin`, `rotate_half` mapping adjacent pairs `(a, b)` to `(-b, a)`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    /// The tables in f32 on the host, for the CPU attention kernel (loaded on burn-flex in f32).
+    #[cfg(all(feature = "flex", feature = "std"))]
+    host: Option<(alloc::vec::Vec<f32>, alloc::vec::Vec<f32>)>,
+}
+
+impl Rope {
+    pub(crate) fn load(l: &mut TensorLoader, name: &str, tokens: usize, head_dim: usize) -> Result<Self> {
+        let mut table = |which: &str| -> Result<Tensor<4>> {
+            Ok(l.tensor::<2>(&format!("{name}.freqs_{which}"), [tokens, head_dim])?.reshape([1, 1, tokens, head_dim]))
+        };
+        let (cos, sin) = (table("cos")?, table("sin")?);
+        Ok(Self {
+            #[cfg(all(feature = "flex", feature = "std"))]
+            host: crate::cpu_kernels::host_values(&cos).zip(crate::cpu_kernels::host_values(&sin)),
+            cos,
+            sin,
+        })
+    }
+
+    /// Rotates `[B, H, N, d]` queries or keys after the optional qk-norm.
+    fn apply(&self, x: Tensor<4>, norm: Option<&RmsNorm>) -> Tensor<4> {
+        let x = match norm {
+            Some(n) => n.forward(x),
+            None => x,
+        };
+        let [b, h, n, d] = x.dims();
+        let pairs = x.clone().reshape([b, h, n, d / 2, 2]);
+        let a = pairs.clone().narrow(4, 0, 1);
+        let bb = pairs.narrow(4, 1, 1);
+        let rotated = Tensor::cat(alloc::vec![bb.neg(), a], 4).reshape([b, h, n, d]);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+/// What the DiT does to queries and keys before their product: qk-norm (optional), then RoPE.
+#[derive(Debug, Clone, Copy)]
+pub struct QkRotation<'a> {
+    pub q_norm: Option<&'a RmsNorm>,
+    pub k_norm: Option<&'a RmsNorm>,
+    pub rope: &'a Rope,
+}
+
+impl<'a> QkRotation<'a> {
+    /// The same in host values, for the CPU kernel (`None` where the tables are not on the host).
+    #[cfg(all(feature = "flex", feature = "std"))]
+    fn host(self) -> Option<crate::cpu_kernels::Rotation<'a>> {
+        let (cos, sin) = self.rope.host.as_ref()?;
+        let norm = |n: Option<&RmsNorm>| match n {
+            Some(n) => crate::cpu_kernels::host_values(&n.weight).map(|w| Some((w, n.eps as f32))),
+            None => Some(None),
+        };
+        Some(crate::cpu_kernels::Rotation { q_norm: norm(self.q_norm)?, k_norm: norm(self.k_norm)?, cos, sin })
+    }
+}
+
+/// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection, with
+/// an optional [`QkRotation`] of the queries and keys.
 #[derive(Debug, Clone)]
 pub struct SelfAttention {
     qkv: Linear,
@@ -132,33 +193,41 @@ impl SelfAttention {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>, prepare: impl Fn(Tensor<4>, Tensor<4>) -> (Tensor<4>, Tensor<4>)) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, rotation: Option<QkRotation>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
+        let qkv = self.qkv.forward(x);
+        // On burn-flex in f32, one kernel reads the heads straight from `qkv`.
+        #[cfg(all(feature = "flex", feature = "std"))]
+        let qkv = {
+            let host = match rotation {
+                Some(r) => r.host().map(Some),
+                None => Some(None),
+            };
+            match host {
+                Some(host) => match crate::cpu_kernels::self_attention(qkv, h, host) {
+                    Ok(out) => return self.proj.forward(out),
+                    Err(qkv) => *qkv,
+                },
+                None => qkv,
+            }
+        };
         // [B, N, 3·D] → [B, 3·H, N, hd]: rows are q heads, then k heads, then v heads.
-        let qkv = self.qkv.forward(x).reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
+        let qkv = qkv.reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
         let q = qkv.clone().narrow(1, 0, h);
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
-        let (q, k) = prepare(q, k);
+        let (q, k) = match rotation {
+            Some(r) => (r.rope.apply(q, r.q_norm), r.rope.apply(k, r.k_norm)),
+            None => (q, k),
+        };
         // Scores and softmax in f32: q·k of f16 activations can pass f16's 65504, and the
         // softmax sum over 1024 keys loses the small weights.
         let dtype = v.dtype();
         let [q, k, v] = [q, k, v].map(|t| t.cast(DType::F32));
-        let out = attend(q, k, v).cast(dtype);
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()).cast(dtype);
         self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
     }
-}
-
-/// `softmax(q·kᵀ/√d)·v`: on burn-flex by the fused CPU kernel, elsewhere by burn's attention.
-fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    #[cfg(all(feature = "flex", feature = "std"))]
-    if crate::cpu_kernels::applies(&q)
-        && let Some(out) = crate::cpu_kernels::attention(&q, &k, &v)
-    {
-        return out;
-    }
-    attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
 /// `fc2(GELU(fc1(x)))` with exact (erf) GELU.

@@ -30,7 +30,7 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), |q, k| (q, k));
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), None);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 }
