@@ -18,13 +18,13 @@ macro_rules! on_widest_vectors {
         fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 unsafe fn avx512($($arg: $ty),*) -> $ret {
-                    $portable($($arg),*)
+                    $portable::<true>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    $portable($($arg),*)
+                    $portable::<true>($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has the features the function is compiled for.
@@ -35,7 +35,7 @@ macro_rules! on_widest_vectors {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $portable($($arg),*)
+            $portable::<{ cfg!(any(target_feature = "fma", target_arch = "aarch64")) }>($($arg),*)
         }
     };
 }
@@ -128,12 +128,12 @@ fn attend_head(out: &mut [f32], q: &[f32], k: &[f32], (v, v_stride): (&[f32], us
         let rows = ROWS.min(n - start);
         let s = &mut scores[..rows * n];
         // Scores: the q block times kᵀ (k read transposed: element (i, j) at k[j·d + i]).
-        matmul(s, &q[start * d..], k, [rows, n, d], [1, d]);
+        matmul(s, &q[start * d..], k, [rows, n, d], [1, d], false, gemm::Parallelism::None);
         let mut sums = [0f32; ROWS];
         for (row, sum) in s.chunks_exact_mut(n).zip(&mut sums) {
             *sum = exp_shifted(row, scale);
         }
-        matmul(&mut out[start * d..], s, v, [rows, d, n], [v_stride, 1]);
+        matmul(&mut out[start * d..], s, v, [rows, d, n], [v_stride, 1], false, gemm::Parallelism::None);
         // The softmax's division, on the rows × d output instead of the rows × N scores.
         for (o, sum) in out[start * d..][..rows * d].chunks_exact_mut(d).zip(sums) {
             let inv = 1.0 / sum;
@@ -152,7 +152,7 @@ const LANES: usize = 16;
 
 /// `row ← exp(scale · (row − max(row)))`, returning the sum (the softmax without its division).
 #[inline(always)]
-fn exp_shifted_portable(row: &mut [f32], scale: f32) -> f32 {
+fn exp_shifted_portable<const F: bool>(row: &mut [f32], scale: f32) -> f32 {
     let mut max = [f32::NEG_INFINITY; LANES];
     let (body, tail) = row.split_at_mut(row.len() - row.len() % LANES);
     for chunk in body.chunks_exact(LANES) {
@@ -164,12 +164,12 @@ fn exp_shifted_portable(row: &mut [f32], scale: f32) -> f32 {
     let mut sum = [0f32; LANES];
     for chunk in body.chunks_exact_mut(LANES) {
         for (s, x) in sum.iter_mut().zip(chunk) {
-            *x = exp((*x - max) * scale);
+            *x = exp::<F>((*x - max) * scale);
             *s += *x;
         }
     }
     for x in tail.iter_mut() {
-        *x = exp((*x - max) * scale);
+        *x = exp::<F>((*x - max) * scale);
     }
     tail.iter().chain(&sum).sum()
 }
@@ -191,9 +191,9 @@ on_widest_vectors!(gelu_in_place(xs: &mut [f32]) -> () = gelu_portable);
 // Plain `for` loops in these bodies: a `for_each` closure may be compiled out of line, without
 // the caller's target features.
 #[inline(always)]
-fn gelu_portable(xs: &mut [f32]) {
+fn gelu_portable<const F: bool>(xs: &mut [f32]) {
     for x in xs {
-        *x = gelu_exact(*x);
+        *x = gelu_exact::<F>(*x);
     }
 }
 
@@ -203,7 +203,7 @@ fn gelu_portable(xs: &mut [f32]) {
 /// `1 + erf(x/√2)` in f32 (burn's formula) loses it: within 2e-6 of f64 relative to
 /// max(|gelu(x)|, |x|·2⁻²⁴) on [−10, 10], where the erf-based formula is off by 0.25 (tested).
 #[inline(always)]
-fn gelu_exact(x: f32) -> f32 {
+fn gelu_exact<const F: bool>(x: f32) -> f32 {
     const P: [f32; 10] = [
         -1.265_512_2,
         1.000_023_7,
@@ -217,12 +217,12 @@ fn gelu_exact(x: f32) -> f32 {
         0.170_872_77,
     ];
     let z = (x * core::f32::consts::FRAC_1_SQRT_2).abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let p = P.iter().rev().fold(0.0, |acc, &c| acc * t + c);
+    let t = 1.0 / fma::<F>(0.5, z, 1.0);
+    let p = P.iter().rev().fold(0.0, |acc, &c| fma::<F>(acc, t, c));
     // e^(−z²) as e^(−h²)·e^(−(z−h)(z+h)) with h = z cut to 12 significant bits, so h² is exact in
     // f32 (Cody's split): the rounding of z² would otherwise cost ~1e-6 relative for |z| > 2.
     let h = f32::from_bits(z.to_bits() & 0xFFFF_F000);
-    let erfc = t * exp(-(h * h)) * exp(p - (z - h) * (z + h));
+    let erfc = t * exp::<F>(-(h * h)) * exp::<F>(fma::<F>(h - z, z + h, p));
     x * if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
@@ -236,6 +236,37 @@ fn host<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
     t.clone().into_data().convert::<f32>().try_into_vec::<f32>().ok()
 }
 
+/// Runs `f` on the values of an f32 tensor on burn-flex: borrowed in place where the tensor is
+/// contiguous, else a row-major copy (`None` on other devices).
+fn with_values<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let flex = t.clone().try_into_primitive::<burn_flex::Flex>().ok()?;
+    match flex.as_slice::<f32>() {
+        Some(values) => Some(f(values)),
+        None => host(t).map(|values| f(&values)),
+    }
+}
+
+/// `x·W + b` over the last axis of an f32 tensor on burn-flex, `W` stored `[in, out]`: one GEMM
+/// that reads `x` and `W` in place and accumulates onto rows of the bias (burn's `linear` zeroes
+/// a fresh output, then adds the bias in a second pass).
+pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
+    let (mut dims, [k, n]) = (x.dims(), w.dims());
+    let m = dims[..D - 1].iter().product::<usize>();
+    if !applies(x) || !applies(w) || dims[D - 1] != k || m == 0 || k == 0 || n == 0 {
+        return None;
+    }
+    let mut out = match b {
+        Some(b) => with_values(b, |b| (b.len() == n).then(|| b.repeat(m)))??,
+        None => vec![0f32; m * n],
+    };
+    // Threads only where the product is big enough to share out (burn-flex's threshold).
+    let threads = if m * n * k >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let onto_bias = b.is_some();
+    with_values(x, |x| with_values(w, |w| matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads)))??;
+    dims[D - 1] = n;
+    Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
+}
+
 /// `(x / rms(x))·w·(1 + scale) + shift` over the last axis of `[B, N, D]` (RMSNorm then adaLN
 /// modulation, in one pass), `scale` and `shift` `[B, 1, D]`.
 pub(crate) fn rms_norm_modulate(
@@ -245,32 +276,43 @@ pub(crate) fn rms_norm_modulate(
     scale: &Tensor<3>,
 ) -> Option<Tensor<3>> {
     let [_, n, d] = x.dims();
-    let (mut y, w, shift, scale) = (host(x)?, host(w)?, host(shift)?, host(scale)?);
-    y.par_chunks_mut(d).enumerate().for_each(|(row, y)| {
-        let b = row / n;
-        rms_norm_modulate_row(y, &w, eps as f32, &shift[b * d..][..d], &scale[b * d..][..d]);
-    });
+    let (w, shift, scale) = (host(w)?, host(shift)?, host(scale)?);
+    let y = with_values(x, |x| {
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).enumerate().for_each(|(row, (y, x))| {
+            let b = row / n;
+            rms_norm_modulate_row(y, x, &w, eps as f32, &shift[b * d..][..d], &scale[b * d..][..d]);
+        });
+        y
+    })?;
     Some(Tensor::from_data(TensorData::new(y, x.dims()), &x.device()))
 }
 
-on_widest_vectors!(rms_norm_modulate_row(y: &mut [f32], w: &[f32], eps: f32, shift: &[f32], scale: &[f32]) -> () = rms_norm_modulate_portable);
+on_widest_vectors!(rms_norm_modulate_row(y: &mut [f32], x: &[f32], w: &[f32], eps: f32, shift: &[f32], scale: &[f32]) -> () = rms_norm_modulate_portable);
 
 #[inline(always)]
-fn rms_norm_modulate_portable(y: &mut [f32], w: &[f32], eps: f32, shift: &[f32], scale: &[f32]) {
-    let inv = inverse_rms(y, eps);
-    for (((y, &w), &sh), &sc) in y.iter_mut().zip(w).zip(shift).zip(scale) {
-        *y = *y * inv * w * (sc + 1.0) + sh;
+fn rms_norm_modulate_portable<const F: bool>(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    shift: &[f32],
+    scale: &[f32],
+) {
+    let inv = inverse_rms::<F>(x, eps);
+    for ((((y, &x), &w), &sh), &sc) in y.iter_mut().zip(x).zip(w).zip(shift).zip(scale) {
+        *y = fma::<F>(x * inv * w, sc + 1.0, sh);
     }
 }
 
 /// `1 / √(mean(x²) + eps)`, the squares summed in independent lanes so that the loop vectorises.
 #[inline(always)]
-fn inverse_rms(x: &[f32], eps: f32) -> f32 {
+fn inverse_rms<const F: bool>(x: &[f32], eps: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let (body, tail) = x.split_at(x.len() - x.len() % LANES);
     for chunk in body.chunks_exact(LANES) {
         for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l += v * v;
+            *l = fma::<F>(v, v, *l);
         }
     }
     let sum: f32 = lanes.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>();
@@ -282,23 +324,31 @@ on_widest_vectors!(norm_rope_row(y: &mut [f32], norm: Option<(&[f32], f32)>, cos
 /// Rotary embedding of one query or key row after an optional RMSNorm `(w, eps)` over it
 /// (qk-norm), in one pass: `x·cos + rotate_half(x)·sin`, adjacent pairs (a, b) → (−b, a).
 #[inline(always)]
-fn norm_rope_portable(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) {
+fn norm_rope_portable<const F: bool>(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) {
     if let Some((w, eps)) = norm {
-        let inv = inverse_rms(y, eps);
+        let inv = inverse_rms::<F>(y, eps);
         for (y, &w) in y.iter_mut().zip(w) {
             *y = *y * inv * w;
         }
     }
     for ((pair, c), s) in y.chunks_exact_mut(2).zip(cos.chunks_exact(2)).zip(sin.chunks_exact(2)) {
         let (a, b) = (pair[0], pair[1]);
-        pair[0] = a * c[0] + -b * s[0];
-        pair[1] = b * c[1] + a * s[1];
+        pair[0] = fma::<F>(a, c[0], -b * s[0]);
+        pair[1] = fma::<F>(b, c[1], a * s[1]);
     }
 }
 
-/// `dst = lhs · rhs` for row-major `dst` (m × n) and `lhs` (m × k), and `rhs` (k × n) with
-/// element (i, j) at `rhs[i·rs + j·cs]`; one thread (the callers run heads in parallel).
-fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], [rs, cs]: [usize; 2]) {
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for row-major `dst` (m × n) and
+/// `lhs` (m × k), and `rhs` (k × n) with element (i, j) at `rhs[i·rs + j·cs]`.
+fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    [m, n, k]: [usize; 3],
+    [rs, cs]: [usize; 2],
+    accumulate: bool,
+    threads: gemm::Parallelism,
+) {
     let rhs_end = if k == 0 || n == 0 { 0 } else { (k - 1) * rs + (n - 1) * cs + 1 };
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= rhs_end, "matmul extents");
     // SAFETY: the assertion keeps every access of the three strided matrices inside its slice.
@@ -310,19 +360,19 @@ fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], [rs,
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             1,
             k as isize,
             rhs.as_ptr(),
             cs as isize,
             rs as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            threads,
         );
     }
 }
@@ -345,14 +395,21 @@ pub(crate) fn swiglu(ab: Tensor<3>) -> Tensor<3> {
 on_widest_vectors!(swiglu_row(out: &mut [f32], ab: &[f32]) -> () = swiglu_portable);
 
 #[inline(always)]
-fn swiglu_portable(out: &mut [f32], ab: &[f32]) {
+fn swiglu_portable<const F: bool>(out: &mut [f32], ab: &[f32]) {
     let (a, b) = ab.split_at(out.len());
     for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
         // a·σ(a) with e^(−|a|) ≤ 1, so the exponential never overflows.
-        let e = exp(-a.abs());
+        let e = exp::<F>(-a.abs());
         let sigmoid = if a >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
         *o = a * sigmoid * b;
     }
+}
+
+/// `a·b + c`: one rounding in kernels compiled for FMA (`F`), else two (without FMA hardware,
+/// `mul_add` would be a slow software call).
+#[inline(always)]
+fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F { a.mul_add(b, c) } else { a * b + c }
 }
 
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
@@ -360,14 +417,16 @@ fn swiglu_portable(out: &mut [f32], ab: &[f32]) {
 /// from the exponent bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 in a softmax sum);
 /// NaN stays NaN (a NaN score must make a NaN row, which the caller then detects).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+fn exp<const F: bool>(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    /// 1/k! for k = 6 down to 0.
+    const TAYLOR: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
     let x = if x < -87.0 { -87.0 } else { x };
-    let t = x * core::f32::consts::LOG2_E + ROUND;
+    let t = fma::<F>(x, core::f32::consts::LOG2_E, ROUND);
     let n = t - ROUND;
     // ln 2 as 355/512 (exact times any n here) plus the remainder (Cody and Waite).
-    let r = (x - n * 0.693_359_4) + n * 2.121_944_4e-4;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = fma::<F>(n, 2.121_944_4e-4, fma::<F>(n, -0.693_359_4, x));
+    let p = TAYLOR.iter().fold(0.0, |acc, &c| fma::<F>(acc, r, c));
     // t lies in [2²³, 2²⁴), where its low bits count integers: they hold n without a float→int
     // conversion (which would not vectorise).
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
@@ -380,15 +439,19 @@ mod tests {
 
     #[test]
     fn exp_is_within_two_ulp_of_f64_on_the_softmax_range() {
-        let mut worst = 0f64;
-        for i in 0..=870_000 {
-            let x = -(i as f32) * 1e-4;
-            let exact = (x as f64).exp();
-            worst = worst.max((exp(x) as f64 - exact).abs() / exact);
+        // Both builds: with fused multiply-adds (AVX2/AVX-512, NEON) and without.
+        for exp in [exp::<true>, exp::<false>] {
+            let mut worst = 0f64;
+            for i in 0..=870_000 {
+                let x = -(i as f32) * 1e-4;
+                let exact = (x as f64).exp();
+                worst = worst.max((exp(x) as f64 - exact).abs() / exact);
+            }
+            assert!(worst < 2.5e-7, "relative error {worst:e}");
+            assert_eq!(exp(0.0), 1.0);
+            assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
+            assert!(exp(f32::NAN).is_nan());
         }
-        assert!(worst < 2.5e-7, "relative error {worst:e}");
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
     }
 
     fn softmax(row: &mut [f32], scale: f32) {
@@ -402,22 +465,25 @@ mod tests {
         // Error relative to max(|gelu(x)|, |x|·2^-24): ulps of the output where it is not tiny,
         // and of x·Φ's scale where it is (f32's erf-based GELU, 1 + erf(x/√2), loses all relative
         // accuracy there).
-        let (mut worst, mut burn_like) = (0f64, 0f64);
-        for i in -200_000..=200_000 {
-            let x = i as f32 * 5e-5;
-            let e = exact(x as f64);
-            let scale = e.abs().max(x.abs() as f64 * 2f64.powi(-24)).max(1e-38);
-            worst = worst.max((gelu_exact(x) as f64 - e).abs() / scale);
-            let erf_based = 0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2));
-            burn_like = burn_like.max((erf_based as f64 - e).abs() / scale);
+        for gelu in [gelu_exact::<true>, gelu_exact::<false>] {
+            let (mut worst, mut burn_like) = (0f64, 0f64);
+            for i in -200_000..=200_000 {
+                let x = i as f32 * 5e-5;
+                let e = exact(x as f64);
+                let scale = e.abs().max(x.abs() as f64 * 2f64.powi(-24)).max(1e-38);
+                worst = worst.max((gelu(x) as f64 - e).abs() / scale);
+                let erf_based = 0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2));
+                burn_like = burn_like.max((erf_based as f64 - e).abs() / scale);
+            }
+            assert!(worst < 2e-6 && burn_like > 0.2, "error {worst:e} (erf-based {burn_like:e})");
+            // Non-finite in, non-finite out: overflow stays detectable downstream.
+            assert!([f32::NAN, f32::INFINITY, f32::NEG_INFINITY].iter().all(|&x| !gelu(x).is_finite()));
         }
-        assert!(worst < 2e-6 && burn_like > 0.2, "error {worst:e} (erf-based {burn_like:e})");
-        // Non-finite in, non-finite out: overflow stays detectable downstream.
-        assert!([f32::NAN, f32::INFINITY, f32::NEG_INFINITY].iter().all(|&x| !gelu_exact(x).is_finite()));
-        let mut xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.013).collect();
-        let want: Vec<f32> = xs.iter().map(|&x| gelu_exact(x)).collect();
-        gelu_in_place(&mut xs);
-        assert_eq!(xs, want, "the vectorised loop computes the same function");
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.013).collect();
+        let mut ys = xs.clone();
+        gelu_in_place(&mut ys);
+        let same = |(&x, &y): (&f32, &f32)| y == gelu_exact::<true>(x) || y == gelu_exact::<false>(x);
+        assert!(xs.iter().zip(&ys).all(same), "the vectorised loop computes the same function");
     }
 
     #[test]
@@ -442,10 +508,38 @@ mod tests {
     }
 
     fn assert_close(ours: Tensor<3>, want: &[f64]) {
+        assert_close_by(ours, want, 2e-6);
+    }
+
+    fn assert_close_by(ours: Tensor<3>, want: &[f64], tol: f64) {
         let ours = ours.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(ours.len(), want.len());
         for (a, b) in ours.iter().zip(want) {
-            assert!((*a as f64 - b).abs() <= 2e-6 * (1.0 + b.abs()), "{a} vs {b}");
+            assert!((*a as f64 - b).abs() <= tol * (1.0 + b.abs()), "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn linear_matches_f64_with_and_without_bias() {
+        // 2 × 150 rows × 200 inputs × 170 outputs: big enough for the threaded GEMM.
+        let ((x, xv), (w, wv), (b, bv)) = (filled([2, 150, 200], 1), filled([200, 170], 2), filled([170], 3));
+        for bias in [None, Some(&b)] {
+            let mut want = Vec::new();
+            for row in xv.chunks(200) {
+                for j in 0..170 {
+                    let dot: f64 = row.iter().enumerate().map(|(i, &x)| x as f64 * wv[i * 170 + j] as f64).sum();
+                    want.push(dot + bias.map_or(0.0, |_| bv[j] as f64));
+                }
+            }
+            // An f32 sum of 200 products of at most 4 is off by at most 200·4·2⁻²⁴ ≈ 4.8e-5
+            // (7.6e-6 seen); a wrong layout or a lost bias is off by O(1).
+            assert_close_by(linear(&x, &w, bias).expect("applies on flex in f32"), &want, 5e-5);
+        }
+        // A strided input (rows 220 apart) is read through a copy, with the same result.
+        let wide = filled([2, 150, 220], 1).0.narrow(2, 10, 200);
+        let copy = Tensor::<3>::from_data(wide.clone().into_data(), &wide.device());
+        let (a, b) = (linear(&wide, &w, Some(&b)).unwrap(), linear(&copy, &w, Some(&b)).unwrap());
+        assert_eq!(a.into_data().try_into_vec::<f32>().unwrap(), b.into_data().try_into_vec::<f32>().unwrap());
     }
 
     #[test]
@@ -467,7 +561,6 @@ mod tests {
 
     #[test]
     fn nan_scores_give_a_nan_row() {
-        assert!(exp(f32::NAN).is_nan());
         let mut row = [0.5f32; 40];
         row[33] = f32::NAN;
         softmax(&mut row, 1.0);
