@@ -256,7 +256,7 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
         return None;
     }
     let mut out = match b {
-        Some(b) => with_values(b, |b| (b.len() == n).then(|| b.repeat(m)))??,
+        Some(b) => with_values(b, |b| (b.len() == n).then(|| rows_of(b, m)))??,
         None => vec![0f32; m * n],
     };
     // Threads only where the product is big enough to share out (burn-flex's threshold).
@@ -265,6 +265,19 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
     with_values(x, |x| with_values(w, |w| matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads)))??;
     dims[D - 1] = n;
     Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
+}
+
+/// `m` copies of `row`, one after the other, written in parallel (no zeroing pass first).
+fn rows_of(row: &[f32], m: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(m * row.len());
+    out.spare_capacity_mut()[..m * row.len()].par_chunks_mut(row.len().max(1)).for_each(|dst| {
+        for (d, &v) in dst.iter_mut().zip(row) {
+            d.write(v);
+        }
+    });
+    // SAFETY: the loop above initialised all m·len elements of the spare capacity.
+    unsafe { out.set_len(m * row.len()) };
+    out
 }
 
 /// `(x / rms(x))·w·(1 + scale) + shift` over the last axis of `[B, N, D]` (RMSNorm then adaLN
