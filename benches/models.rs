@@ -7,10 +7,13 @@
 
 use burn::tensor::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::image::tensor_values;
-use ldmae::{Dit, Pack, PackDtype, SamplerConfig, Vmae, device, noise, sampler};
+use ldmae::diffusion;
+use ldmae::diffusion::noise;
+use ldmae::io::image::tensor_values;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::{Dit, Pack, Precision, SamplerConfig, Vmae, device};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,10 +38,10 @@ fn benches(c: &mut Criterion) {
     let selected = device::select_from_env().unwrap();
     eprintln!("device: {selected}");
     let device = selected.device;
-    let vmae_f32 = convert_vmae(&dir.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
-    let vmae_f16 = convert_vmae(&dir.join("vmae.pth"), PackDtype::F16, VmaeOverrides::default()).unwrap();
+    let vmae_f32 = convert_vmae(&dir.join("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
+    let vmae_f16 = convert_vmae(&dir.join("vmae.pth"), Precision::F16, VmaeOverrides::default()).unwrap();
     let stats = latent_stats(&dir.join("latents_stats.pt")).unwrap();
-    let dit_pack = convert_dit(&dir.join("dit.pt"), Some(stats), PackDtype::F32).unwrap();
+    let dit_pack = convert_dit(&dir.join("dit.pt"), Some(stats), Precision::F32).unwrap();
     let vmae = Vmae::load(&Pack::from_bytes(&vmae_f32).unwrap(), &device).unwrap();
     let dit = Dit::load(&Pack::from_bytes(&dit_pack).unwrap(), &device).unwrap();
     let (s, g, ch) = (vmae.config().image_size, vmae.config().grid(), vmae.config().latent_channels);
@@ -59,7 +62,7 @@ fn benches(c: &mut Criterion) {
     let config = SamplerConfig { steps: 4, cfg_scale: 4.0, cfg_interval_start: 0.0, ..SamplerConfig::default() };
     let z0 = noise::standard_normal([1, ch, g, g], 4, &device);
     group.bench_function("sample_4_steps_cfg4", |b| {
-        b.iter(|| sync(sampler::sample(&dit, z0.clone(), &[207], &config, |_, _| {}).unwrap()))
+        b.iter(|| sync(diffusion::sample(&dit, z0.clone(), &[207], &config, |_, _| {}).unwrap()))
     });
     for (name, bytes) in [("load_vmae_pack_f32", &vmae_f32), ("load_vmae_pack_f16", &vmae_f16)] {
         group.bench_function(name, |b| b.iter(|| Vmae::load(&Pack::from_bytes(bytes).unwrap(), &device).unwrap()));

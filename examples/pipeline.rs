@@ -9,9 +9,11 @@
 //! exist to test parity with PyTorch), so their pictures are noise; with trained checkpoints
 //! the same program produces real images.
 
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::{Dit, Pack, PackDtype, SamplerConfig, Vmae, device, image, noise, sampler};
+use ldmae::io::image;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::{Dit, Generator, Pack, Precision, SamplerOverrides, Vmae, device};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,8 +37,8 @@ fn main() -> ldmae::Result<()> {
     let device = selected.device;
 
     let start = Instant::now();
-    let vmae_pack = convert_vmae(&vmae_ckpt, PackDtype::F16, VmaeOverrides::default())?;
-    let dit_pack = convert_dit(&dit_ckpt, Some(latent_stats(&stats)?), PackDtype::F16)?;
+    let vmae_pack = convert_vmae(&vmae_ckpt, Precision::F16, VmaeOverrides::default())?;
+    let dit_pack = convert_dit(&dit_ckpt, Some(latent_stats(&stats)?), Precision::F16)?;
     println!(
         "converted checkpoints to f16 packs ({} + {} bytes) in {:.2?}",
         vmae_pack.len(),
@@ -53,15 +55,14 @@ fn main() -> ldmae::Result<()> {
     image::write_png(&out.join("roundtrip.png"), &recon[0])?;
     println!("encode + decode {:?} in {:.2?}", input.display(), start.elapsed());
 
-    let c = *dit.config();
+    let generator = Generator::new(dit, vmae)?;
+    let c = *generator.dit().config();
     let labels: Vec<usize> = (0..4).map(|i| i * c.num_classes / 4).collect();
-    let config =
-        SamplerConfig { steps: 8, cfg_scale: if c.null_class { 4.0 } else { 1.0 }, ..SamplerConfig::default() };
+    let cfg = if c.null_class { 4.0 } else { 1.0 };
+    let config = generator.sampling(&SamplerOverrides { steps: Some(8), cfg_scale: Some(cfg), ..Default::default() });
     let start = Instant::now();
-    let z0 = noise::standard_normal([labels.len(), c.in_channels, c.input_size, c.input_size], 0, &device);
-    let z = sampler::sample(&dit, z0, &labels, &config, |done, total| eprint!("\rsampling {done}/{total}"))?;
+    let samples = generator.generate(&labels, 0, &config, |done, total| eprint!("\rsampling {done}/{total}"))?;
     eprintln!();
-    let samples = image::tensor_to_images(vmae.decode(z)?)?;
     image::write_png(&out.join("samples.png"), &image::horizontal_strip(&samples)?)?;
     println!(
         "sampled classes {labels:?} ({} steps, cfg {}) in {:.2?}",

@@ -8,8 +8,9 @@
 //! Runs on a GPU when built with `--features wgpu` and one is found; `LDMAE_DEVICE=cpu|wgpu|…`
 //! and `LDMAE_DTYPE=f16|f32` force a choice (see `docs/gpu.md`).
 
-use ldmae::image::{RgbImage, read_png, write_png};
-use ldmae::{Codec, device, models};
+use ldmae::io::image::{RgbImage, read_png, write_png};
+use ldmae::weights::embedded;
+use ldmae::{Codec, device};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ fn main() -> ldmae::Result<()> {
     };
     let selected = device::select_from_env()?;
     eprintln!("device: {selected}");
-    let codec = Codec::new(&models::photo_vmae()?, &selected.device)?.with_quality(quality)?;
+    let codec = Codec::new(&embedded::photo_vmae()?, &selected.device)?.with_quality(quality)?;
     let photo = read_png(&input)?;
 
     let start = Instant::now();

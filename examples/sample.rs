@@ -11,7 +11,8 @@
 //! Runs on a GPU when built with `--features wgpu` and one is found; `LDMAE_DEVICE=cpu|wgpu|…`
 //! and `LDMAE_DTYPE=f16|f32` force a choice (see `docs/gpu.md`).
 
-use ldmae::{Dit, Pack, SamplerConfig, Vmae, device, image, models, noise, sampler};
+use ldmae::io::image;
+use ldmae::{Dit, Generator, Pack, SamplerOverrides, Vmae, device, weights::embedded};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,27 +31,26 @@ fn main() -> ldmae::Result<()> {
     let selected = device::select_from_env()?;
     eprintln!("device: {selected}");
     let device = selected.device;
-    let dit_pack = match model {
-        "2step" => models::fashion_dit()?,
-        path => Pack::from_file(Path::new(path))?,
+    let generator = match model {
+        "2step" => Generator::fashion_demo(&device)?,
+        path => Generator::new(
+            Dit::load(&Pack::from_file(Path::new(path))?, &device)?,
+            Vmae::load(&embedded::fashion_vmae()?, &device)?,
+        )?,
     };
-    let dit = Dit::load(&dit_pack, &device)?;
-    let vmae = Vmae::load(&models::fashion_vmae()?, &device)?;
-    let config = dit.sampling_defaults().map(SamplerConfig::from).unwrap_or_default();
-    let c = *dit.config();
+    let settings = generator.sampling(&SamplerOverrides::default());
+    let classes = generator.dit().config().num_classes;
 
-    let labels: Vec<usize> = (0..c.num_classes).flat_map(|k| std::iter::repeat_n(k, per_class as usize)).collect();
-    let z0 = noise::standard_normal([labels.len(), c.in_channels, c.input_size, c.input_size], seed, &device);
+    let labels: Vec<usize> = (0..classes).flat_map(|k| std::iter::repeat_n(k, per_class as usize)).collect();
     let start = Instant::now();
-    let latent = sampler::sample(&dit, z0, &labels, &config, |_, _| {})?;
-    let images = image::tensor_to_images(vmae.decode(latent)?)?;
+    let images = generator.generate(&labels, seed, &settings, |_, _| {})?;
     println!(
         "{} samples in {:.2?}: {} Euler steps, shift {}, guidance scale {}",
         labels.len(),
         start.elapsed(),
-        config.steps,
-        config.shift,
-        config.cfg_scale
+        settings.steps,
+        settings.shift,
+        settings.cfg_scale
     );
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sample-demo");
     std::fs::create_dir_all(&out).map_err(|e| ldmae::Error::io(&out, e))?;

@@ -15,11 +15,14 @@
 //! back.
 
 use burn::tensor::{Tensor, TensorData};
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::device::{self, DeviceChoice, Precision};
-use ldmae::image::tensor_values;
-use ldmae::{Dit, Pack, PackDtype, Vmae, noise, npy};
+use ldmae::device::{self, DeviceChoice};
+use ldmae::diffusion::noise;
+use ldmae::io::image::tensor_values;
+use ldmae::io::npy;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::{Dit, Pack, Precision, Vmae};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -41,7 +44,7 @@ fn main() -> ldmae::Result<()> {
         match Pack::from_file(&inputs.join("vmae.pack")) {
             Ok(pack) => Ok(pack),
             Err(_) => {
-                Pack::from_bytes(&convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?)
+                Pack::from_bytes(&convert_vmae(&fixtures.join("vmae.pth"), Precision::F32, VmaeOverrides::default())?)
             }
         }
     };
@@ -50,7 +53,7 @@ fn main() -> ldmae::Result<()> {
             Ok(pack) => Ok(pack),
             Err(_) => {
                 let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
-                Pack::from_bytes(&convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?)
+                Pack::from_bytes(&convert_dit(&fixtures.join("dit.pt"), Some(stats), Precision::F32)?)
             }
         }
     };
@@ -58,9 +61,9 @@ fn main() -> ldmae::Result<()> {
         let write = |name: &str, bytes: Vec<u8>| {
             std::fs::write(inputs.join(name), bytes).map_err(|e| ldmae::Error::io(&inputs, e))
         };
-        write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), PackDtype::F32, VmaeOverrides::default())?)?;
+        write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), Precision::F32, VmaeOverrides::default())?)?;
         let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
-        return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), PackDtype::F32)?);
+        return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), Precision::F32)?);
     }
     let repeat: usize = repeat.parse().expect("REPEAT is a count");
     let choice = rest.first().map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?;

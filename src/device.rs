@@ -7,6 +7,7 @@
 //! either precision loads onto a device of either precision (weights are widened or rounded once).
 
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use alloc::format;
 use alloc::string::{String, ToString};
 use burn::tensor::{Device, FloatDType};
@@ -55,50 +56,16 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// The float type the models compute in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    F16,
-    F32,
-}
-
-impl Precision {
-    fn float_dtype(self) -> FloatDType {
-        match self {
-            Precision::F16 => FloatDType::F16,
-            Precision::F32 => FloatDType::F32,
-        }
-    }
-}
-
-impl FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f16" => Ok(Self::F16),
-            "f32" => Ok(Self::F32),
-            _ => Err(Error::Device(format!("unknown precision `{s}` (expected f16 or f32)"))),
-        }
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::F16 => "f16",
-            Precision::F32 => "f32",
-        })
-    }
-}
-
 /// A configured device and why it was chosen.
 #[derive(Debug, Clone)]
 pub struct Selected {
+    /// The configured device.
     pub device: Device,
     /// What runs the models, e.g. `cpu (flex)` or `wgpu Vulkan: NVIDIA H200`.
     pub name: String,
     /// Whether that is the CPU backend (not a wgpu adapter, software ones included).
     pub cpu: bool,
+    /// What the models compute in there.
     pub precision: Precision,
     /// Why this device and precision (what was tried and refused first).
     pub reason: String,
@@ -162,11 +129,18 @@ fn on_cpu(precision: Option<Precision>, why: &str) -> Result<Selected> {
     Ok(Selected { device, name: name.into(), cpu: true, precision, reason: why.into() })
 }
 
+fn float_dtype(precision: Precision) -> FloatDType {
+    match precision {
+        Precision::F16 => FloatDType::F16,
+        Precision::F32 => FloatDType::F32,
+    }
+}
+
 /// Sets the device's float type, or checks that it already has it.
 fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
-    match device.configure(precision.float_dtype()) {
+    match device.configure(float_dtype(precision)) {
         Ok(()) => Ok(()),
-        Err(_) if device.settings().float_dtype == precision.float_dtype() => Ok(()),
+        Err(_) if device.settings().float_dtype == float_dtype(precision) => Ok(()),
         Err(e) => Err(Error::Device(e.to_string())),
     }
 }
@@ -178,9 +152,6 @@ pub fn precision_of(device: &Device) -> Precision {
         _ => Precision::F32,
     }
 }
-
-/// Largest finite f16 value: weights beyond it cannot be loaded onto an f16 device.
-pub(crate) const F16_MAX: f32 = 65504.0;
 
 #[cfg(feature = "wgpu")]
 mod gpu {

@@ -14,25 +14,64 @@ pub enum Error {
     /// The weight pack container itself is unreadable (truncated, bad magic, bad header).
     PackFormat(String),
     /// The pack's metadata is missing a key or holds a value we cannot interpret.
-    PackMetadata { key: String, reason: String },
+    PackMetadata {
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The pack is for another model kind than the one requested.
-    WrongKind { expected: &'static str, found: String },
+    WrongKind {
+        /// The kind asked for (`vmae` / `dit`).
+        expected: &'static str,
+        /// The kind found.
+        found: String,
+    },
     /// A tensor the model needs is not in the pack.
     MissingTensor(String),
     /// The pack holds tensors the model does not use (strict loading refuses them).
     UnexpectedTensors(Vec<String>),
     /// A tensor has another shape than the configuration implies.
-    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    TensorShape {
+        /// The tensor.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape found.
+        found: Vec<usize>,
+    },
     /// A tensor has another element type than the pack declares.
-    TensorDtype { name: String, expected: String, found: String },
+    TensorDtype {
+        /// The tensor.
+        name: String,
+        /// The type the pack declares.
+        expected: String,
+        /// The type found.
+        found: String,
+    },
     /// A model configuration is inconsistent (e.g. width not divisible by heads).
     Config(String),
     /// An input has the wrong shape for the model it is fed to.
-    InputShape { what: &'static str, expected: String, found: Vec<usize> },
+    InputShape {
+        /// Which input.
+        what: &'static str,
+        /// The shape expected, in words.
+        expected: String,
+        /// The shape given.
+        found: Vec<usize>,
+    },
     /// An input value is out of range (e.g. a class label beyond the label table).
-    InputValue { what: &'static str, reason: String },
+    InputValue {
+        /// Which input.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tensor that must be finite holds NaN or infinity.
-    NonFinite { what: &'static str },
+    NonFinite {
+        /// Which tensor.
+        what: &'static str,
+    },
     /// A weight beyond f16's range (±65504) cannot be loaded onto an f16 device.
     F16Range(String),
     /// The compute device refused an operation (e.g. an unsupported float type).
@@ -42,15 +81,37 @@ pub enum Error {
     /// An image could not be decoded or encoded.
     Image(String),
     /// A PyTorch checkpoint could not be read or does not hold the expected model.
-    Checkpoint { path: String, reason: String },
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file could not be read or written.
-    Io { path: String, reason: String },
+    Io {
+        /// The file.
+        path: String,
+        /// The system's error.
+        reason: String,
+    },
     /// A `.ldz` file is malformed, damaged or truncated.
     Ldz(String),
     /// A `.ldz` file of a format version this build does not read.
-    LdzVersion(u8),
+    LdzVersion {
+        /// The version in the file.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
     /// A `.ldz` file made with other VMAE weights than the ones given to decode it.
-    LdzModel { expected: u64, found: u64 },
+    LdzModel {
+        /// Fingerprint of the weights given to decode it.
+        expected: u64,
+        /// Fingerprint recorded in the file.
+        found: u64,
+    },
+    /// A progress callback asked to stop the work.
+    Cancelled,
 }
 
 impl fmt::Display for Error {
@@ -95,14 +156,15 @@ impl fmt::Display for Error {
             Error::Checkpoint { path, reason } => write!(f, "checkpoint {path}: {reason}"),
             Error::Io { path, reason } => write!(f, "{path}: {reason}"),
             Error::Ldz(reason) => write!(f, "invalid .ldz file: {reason}"),
-            Error::LdzVersion(v) => {
-                write!(f, "unsupported .ldz version {v} (this build reads version {})", crate::ldz::VERSION)
+            Error::LdzVersion { found, supported } => {
+                write!(f, "unsupported .ldz version {found} (this build reads version {supported})")
             }
             Error::LdzModel { expected, found } => write!(
                 f,
                 "the .ldz file was made with VMAE weights {found:016x}, not with these ({expected:016x}): \
                  decompress it with the weights it was compressed with"
             ),
+            Error::Cancelled => write!(f, "cancelled by the progress callback"),
         }
     }
 }

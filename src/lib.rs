@@ -2,61 +2,64 @@
 //!
 //! The models of *Latent Diffusion Models with Masked AutoEncoders* (ICCV 2025) on
 //! [burn](https://burn.dev), for edge devices: the VMAE autoencoder (256² image ↔ 16×32×32
-//! Gaussian latent) and LightningDiT with its flow-matching sampler, loaded from weight packs
-//! converted from the official checkpoints by `ldmae-export`.
+//! Gaussian latent) and LightningDiT with its flow-matching sampler, computed exactly as the
+//! released PyTorch code computes them, and an image codec on the VMAE latent.
+//!
+//! The data flow, and the module that owns each part:
+//!
+//! ```text
+//! weights (pack | checkpoint | ONNX) ──► model::{Vmae, Dit}
+//! image ─► io ─► Vmae::encode ─► latent ─► codec (.ldz)
+//! noise ─► diffusion::sample(Dit) ─► latent ─► Vmae::decode ─► io ─► image   (pipeline::Generator)
+//! ```
 //!
 //! ```no_run
 //! # fn main() -> ldmae::Result<()> {
-//! use ldmae::{Dit, Pack, SamplerConfig, Vmae, device, image, noise, sampler};
+//! use ldmae::{Generator, SamplerOverrides, Vmae, Dit, device, weights};
 //! let device = device::cpu();
-//! let vmae = Vmae::load(&Pack::from_file("vmae.pack".as_ref())?, &device)?;
-//! let dit = Dit::load(&Pack::from_file("dit.pack".as_ref())?, &device)?;
-//! let z0 = noise::standard_normal([1, 16, 32, 32], 0, &device);
-//! let config = SamplerConfig { steps: 32, ..SamplerConfig::default() };
-//! let latent = sampler::sample(&dit, z0, &[207], &config, |_, _| {})?;
-//! let images = image::tensor_to_images(vmae.decode(latent)?)?;
+//! let vmae = Vmae::load(&*weights::open_vmae("vmae.pack".as_ref())?, &device)?;
+//! let dit = Dit::load(&*weights::open_dit("dit.pack".as_ref(), None)?, &device)?;
+//! let generator = Generator::new(dit, vmae)?;
+//! let settings = generator.sampling(&SamplerOverrides { steps: Some(32), ..Default::default() });
+//! let images = generator.generate(&[207, 360], 0, &settings, |_, _| {})?;
 //! # Ok(()) }
 //! ```
 //!
+//! Threads: a model holds its weights on one device and is used from one thread at a time;
+//! separate models on separate threads run independently and give the same results as one
+//! thread. The library never changes process-wide settings ([`malloc`] is an explicit opt-in
+//! for programs).
+//!
 //! Without the default `std` feature the crate is `#![no_std]` + `alloc`: models, sampler and
-//! packs from byte slices work; files, PNG and the CLI need `std`.
+//! packs from byte slices work; files, PNG, checkpoints, ONNX and the CLI need `std`.
 #![no_std]
+#![warn(missing_docs)]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-#[cfg(feature = "checkpoint")]
-pub mod checkpoint;
 pub mod codec;
-pub mod config;
-#[cfg(feature = "std")]
-pub mod convert;
-#[cfg(all(feature = "flex", feature = "std"))]
-mod cpu_kernels;
 pub mod device;
-pub mod dit;
-pub mod error;
-mod floats;
-pub mod image;
-pub mod ldz;
+pub mod diffusion;
+mod error;
+pub mod io;
+#[cfg(all(feature = "flex", feature = "std"))]
+mod kernels;
 #[cfg(feature = "std")]
 pub mod malloc;
-#[cfg(feature = "embedded-models")]
-pub mod models;
-pub mod nn;
-pub mod noise;
-pub mod npy;
-#[cfg(feature = "onnx")]
-pub mod onnx;
-pub mod pack;
-pub mod sampler;
-pub mod tiling;
-pub mod vmae;
+pub mod model;
+mod pipeline;
+mod precision;
+mod progress;
+pub mod weights;
 
 pub use codec::Codec;
-pub use config::{DitConfig, StackConfig, VmaeConfig};
-pub use dit::Dit;
+pub use device::{DeviceChoice, Selected};
+pub use diffusion::{LatentStats, SamplerConfig, SamplerOverrides};
 pub use error::{Error, Result};
-pub use pack::{LatentStats, Pack, PackDtype, PackModel, PackWriter};
-pub use sampler::SamplerConfig;
-pub use vmae::{Posterior, Vmae};
+pub use io::image::RgbImage;
+pub use model::{Dit, DitConfig, ModelSpec, Posterior, StackConfig, Vmae, VmaeConfig, WeightSource};
+pub use pipeline::Generator;
+pub use precision::Precision;
+pub use progress::{Cancellable, Progress};
+pub use weights::{Pack, PackWriter};

@@ -1,3 +1,6 @@
+//! An opt-in allocator setting for programs (the CLI, the examples and the benchmarks call it; the
+//! library never does, since it is process-wide).
+//!
 //! glibc's `malloc` serves every block above 128 KiB (a dynamic threshold, up to 32 MiB) with a
 //! fresh `mmap` and unmaps it on `free`, and trims the heap top above 128 KiB; the CPU backend
 //! allocates each op's output anew, so every forward pass faults in and zeroes its tensors' pages

@@ -4,9 +4,12 @@
 mod common;
 
 use common::{Fixture, Tol, max_abs_diff, repo_path};
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::{PackDtype, image, npy};
+use ldmae::Precision;
+use ldmae::io::image;
+use ldmae::io::npy;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -23,12 +26,12 @@ fn env(name: &str) -> Env {
     std::fs::create_dir_all(&dir).unwrap();
     let vmae = dir.join("vmae.pack");
     let dit = dir.join("dit.pack");
-    let bytes = convert_vmae(&fixture.path("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
+    let bytes = convert_vmae(&fixture.path("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
     std::fs::write(&vmae, bytes).unwrap();
     let bytes = convert_dit(
         &fixture.path("dit.pt"),
         Some(latent_stats(&fixture.path("latents_stats.pt")).unwrap()),
-        PackDtype::F32,
+        Precision::F32,
     )
     .unwrap();
     std::fs::write(&dit, bytes).unwrap();
@@ -194,12 +197,12 @@ fn compress_info_and_decompress_any_size() {
 #[test]
 fn a_recorded_sampling_schedule_is_the_default() {
     let e = env("schedule");
-    let schedule = ldmae::pack::SamplingDefaults {
+    let schedule = ldmae::SamplerConfig {
         steps: 2,
         shift: 0.0,
         cfg_scale: 2.0,
         cfg_interval_start: 0.0,
-        cfg_channels: Some(vec![0, 1, 2, 3]),
+        cfg_channels: vec![0, 1, 2, 3],
     };
     let scheduled = e.dir.join("scheduled.pack");
     std::fs::write(&scheduled, ldmae::Pack::from_file(&e.dit).unwrap().with_sampling(schedule).unwrap()).unwrap();

@@ -5,12 +5,13 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{max_abs_diff, repo_path};
-use ldmae::convert::{VmaeOverrides, convert_vmae};
-use ldmae::image::{RgbImage, images_to_tensor, tensor_values};
-use ldmae::tiling::{self, TileOptions};
-use ldmae::{Codec, Error, Pack, PackDtype, Vmae, device};
+use ldmae::codec::tiling::{self, TileOptions};
+use ldmae::io::image::{RgbImage, images_to_tensor, tensor_values};
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::convert::convert_vmae;
+use ldmae::{Codec, Error, Pack, Precision, Vmae, device};
 
-fn pack(dtype: PackDtype) -> Pack {
+fn pack(dtype: Precision) -> Pack {
     let path = repo_path("tests/fixtures/tiny/vmae.pth");
     Pack::from_bytes(&convert_vmae(&path, dtype, VmaeOverrides::default()).unwrap()).unwrap()
 }
@@ -40,7 +41,7 @@ fn direct_mean(vmae: &Vmae, img: &RgbImage) -> Vec<f32> {
 
 #[test]
 fn tiles_blend_like_direct_encodes() {
-    let vmae = Vmae::load(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    let vmae = Vmae::load(&pack(Precision::F32), &device::cpu()).unwrap();
     let (s, g) = (vmae.config().image_size, vmae.config().grid());
     assert_eq!((s, g), (32, 4));
     // 80 px = 10 cells: tiles start at cells 0, 3, 6 (overlap 1); cells 3 and 6 are shared.
@@ -79,7 +80,7 @@ fn tiles_blend_like_direct_encodes() {
 
 #[test]
 fn any_size_round_trips_and_quality_trades_bytes_for_error() {
-    let codec = Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    let codec = Codec::new(&pack(Precision::F32), &device::cpu()).unwrap();
     for (w, h) in [(1, 1), (37, 29), (100, 41)] {
         let img = picture(w, h);
         let out = codec.decompress(&codec.compress(&img).unwrap()).unwrap();
@@ -94,7 +95,7 @@ fn any_size_round_trips_and_quality_trades_bytes_for_error() {
     let mut last = (f64::INFINITY, 0);
     for q in [20, 50, 80, 100] {
         let bytes =
-            Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap().with_quality(q).unwrap().compress(&img).unwrap();
+            Codec::new(&pack(Precision::F32), &device::cpu()).unwrap().with_quality(q).unwrap().compress(&img).unwrap();
         let out = codec.decompress(&bytes).unwrap();
         let (a, b) = (as_f32(&out), as_f32(&clean));
         let mse = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
@@ -107,8 +108,8 @@ fn any_size_round_trips_and_quality_trades_bytes_for_error() {
 
 #[test]
 fn precision_does_not_change_the_model_identity_but_weights_do() {
-    let (f32_pack, f16_pack) = (pack(PackDtype::F32), pack(PackDtype::F16));
-    assert_eq!(f32_pack.fingerprint().unwrap(), f16_pack.fingerprint().unwrap());
+    let (f32_pack, f16_pack) = (pack(Precision::F32), pack(Precision::F16));
+    assert_eq!(ldmae::codec::fingerprint(&f32_pack).unwrap(), ldmae::codec::fingerprint(&f16_pack).unwrap());
     let bytes = Codec::new(&f32_pack, &device::cpu()).unwrap().compress(&picture(40, 40)).unwrap();
     Codec::new(&f16_pack, &device::cpu()).unwrap().decompress(&bytes).unwrap();
 
@@ -124,7 +125,7 @@ fn precision_does_not_change_the_model_identity_but_weights_do() {
 
 #[test]
 fn damaged_files_are_refused_cleanly() {
-    let codec = Codec::new(&pack(PackDtype::F32), &device::cpu()).unwrap();
+    let codec = Codec::new(&pack(Precision::F32), &device::cpu()).unwrap();
     let bytes = codec.compress(&picture(45, 33)).unwrap();
     for n in 0..bytes.len() {
         assert!(matches!(codec.decompress(&bytes[..n]), Err(Error::Ldz(_))), "truncated to {n}");
@@ -133,7 +134,7 @@ fn damaged_files_are_refused_cleanly() {
         let mut b = bytes.clone();
         b[i / 8] ^= 1 << (i % 8);
         let err = codec.decompress(&b).unwrap_err();
-        assert!(matches!(err, Error::Ldz(_) | Error::LdzVersion(_)), "bit {i}: {err}");
+        assert!(matches!(err, Error::Ldz(_) | Error::LdzVersion { .. }), "bit {i}: {err}");
     }
     let mut b = bytes.clone();
     b[4] = 9;
@@ -179,8 +180,8 @@ fn seam_ratio(photo: &RgbImage, back: &RgbImage, p: usize, g: usize, overlap: us
 #[cfg(feature = "embedded-models")]
 #[test]
 fn photo_tiles_blend_without_seams() {
-    let codec = Codec::new(&ldmae::models::photo_vmae().unwrap(), &device::cpu()).unwrap();
-    let photo = ldmae::image::read_png(&repo_path("tests/fixtures/photo/building.png")).unwrap();
+    let codec = Codec::new(&ldmae::weights::embedded::photo_vmae().unwrap(), &device::cpu()).unwrap();
+    let photo = ldmae::io::image::read_png(&repo_path("tests/fixtures/photo/building.png")).unwrap();
     let (vmae, c) = (codec.vmae(), *codec.vmae().config());
     let mut ratios = vec![];
     for overlap in [0, codec.tiles.overlap] {

@@ -4,10 +4,12 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::repo_path;
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::pack::{Pack, PackModel};
-use ldmae::{Dit, Error, PackDtype, SamplerConfig, Vmae, device, sampler};
+use ldmae::diffusion;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::{Dit, Error, Precision, SamplerConfig, Vmae, device};
+use ldmae::{ModelSpec, Pack};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -19,7 +21,7 @@ fn stats() -> ldmae::LatentStats {
 }
 
 fn vmae_pack_bytes() -> Vec<u8> {
-    convert_vmae(&fixture("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap()
+    convert_vmae(&fixture("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap()
 }
 
 /// Rebuilds the tiny VMAE pack with `edit` applied to its (name, shape, values) list.
@@ -90,7 +92,7 @@ fn strict_loading_names_the_tensor() {
 fn wrong_dtype_version_and_kind_are_refused() {
     // A tensor stored as f16 in a pack that declares f32.
     let pack = Pack::from_bytes(&vmae_pack_bytes()).unwrap();
-    let PackModel::Vmae(config) = pack.model.clone() else { unreachable!() };
+    let ModelSpec::Vmae(config) = pack.model().clone() else { unreachable!() };
     let mut tensors = Vec::new();
     let mut checksums = std::collections::BTreeMap::new();
     for (n, s) in pack.tensor_shapes() {
@@ -134,13 +136,13 @@ fn wrong_dtype_version_and_kind_are_refused() {
 
 #[test]
 fn checkpoint_of_the_wrong_kind_or_damaged_is_refused() {
-    let err = convert_vmae(&fixture("dit.pt"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+    let err = convert_vmae(&fixture("dit.pt"), Precision::F32, VmaeOverrides::default()).unwrap_err();
     assert!(err.to_string().contains("looks like a LightningDiT"), "{err}");
-    let err = convert_dit(&fixture("vmae.pth"), Some(stats()), PackDtype::F32).unwrap_err();
+    let err = convert_dit(&fixture("vmae.pth"), Some(stats()), Precision::F32).unwrap_err();
     assert!(err.to_string().contains("looks like a VMAE"), "{err}");
     // Stats and model swapped.
     assert!(
-        convert_dit(&fixture("latents_stats.pt"), Some(stats()), PackDtype::F32).is_err()
+        convert_dit(&fixture("latents_stats.pt"), Some(stats()), Precision::F32).is_err()
             && latent_stats(&fixture("dit.pt")).is_err()
     );
 
@@ -148,11 +150,11 @@ fn checkpoint_of_the_wrong_kind_or_damaged_is_refused() {
     for (i, cut) in [0, 10, bytes.len() / 3, bytes.len() - 30].into_iter().enumerate() {
         let path = temp(&format!("cut{i}.pth"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let err = convert_vmae(&path, PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+        let err = convert_vmae(&path, Precision::F32, VmaeOverrides::default()).unwrap_err();
         assert!(matches!(err, Error::Checkpoint { .. }), "cut {cut}: {err:?}");
         std::fs::remove_file(path).ok();
     }
-    let missing = convert_vmae(&temp("does-not-exist.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+    let missing = convert_vmae(&temp("does-not-exist.pth"), Precision::F32, VmaeOverrides::default()).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }));
 }
 
@@ -168,7 +170,7 @@ fn wrong_inputs_are_refused() {
     assert!(matches!(vmae.decode(wrong), Err(Error::InputShape { .. })));
 
     let dit_pack = |file: &str| {
-        let bytes = convert_dit(&fixture(file), Some(stats()), PackDtype::F32).unwrap();
+        let bytes = convert_dit(&fixture(file), Some(stats()), Precision::F32).unwrap();
         Dit::load(&Pack::from_bytes(&bytes).unwrap(), &device).unwrap()
     };
     let dit = dit_pack("dit.pt");
@@ -178,16 +180,16 @@ fn wrong_inputs_are_refused() {
     assert!(matches!(label_err, Error::InputValue { what: "class label", .. }));
     assert!(matches!(dit.forward(z.clone(), &[f32::NAN], &[0]), Err(Error::NonFinite { .. })));
     let bad_channel = SamplerConfig { steps: 1, cfg_channels: vec![cfg.in_channels], ..SamplerConfig::default() };
-    assert!(matches!(sampler::sample(&dit, z.clone(), &[0], &bad_channel, |_, _| {}), Err(Error::InputValue { .. })));
+    assert!(matches!(diffusion::sample(&dit, z.clone(), &[0], &bad_channel, |_, _| {}), Err(Error::InputValue { .. })));
     let celeba = dit_pack("dit_celeba.pt");
     let guided = SamplerConfig { steps: 1, cfg_scale: 4.0, ..SamplerConfig::default() };
     assert!(matches!(
-        sampler::sample(&celeba, z, &[0], &guided, |_, _| {}),
+        diffusion::sample(&celeba, z, &[0], &guided, |_, _| {}),
         Err(Error::InputValue { what: "cfg scale", .. })
     ));
     let nan = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3 * s * s], [1, 3, s, s]), &device);
     let pixels = vmae.decode(vmae.encode(nan).unwrap().mean).unwrap();
-    assert!(matches!(ldmae::image::tensor_to_images(pixels), Err(Error::NonFinite { .. })));
+    assert!(matches!(ldmae::io::image::tensor_to_images(pixels), Err(Error::NonFinite { .. })));
 }
 
 #[test]
@@ -197,9 +199,9 @@ fn pickled_code_is_refused_and_never_run() {
     std::fs::remove_file(marker).ok();
     for file in ["system_call.pth", "eval_legacy.pth", "bare_pickle.pth"] {
         let path = repo_path("tests/fixtures/hostile").join(file);
-        let err = convert_vmae(&path, PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+        let err = convert_vmae(&path, Precision::F32, VmaeOverrides::default()).unwrap_err();
         assert!(matches!(err, Error::Checkpoint { .. }), "{file}: {err}");
-        assert!(matches!(convert_dit(&path, Some(stats()), PackDtype::F32), Err(Error::Checkpoint { .. })), "{file}");
+        assert!(matches!(convert_dit(&path, Some(stats()), Precision::F32), Err(Error::Checkpoint { .. })), "{file}");
     }
     assert!(!marker.exists(), "a pickled command ran");
 }

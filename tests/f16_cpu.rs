@@ -7,8 +7,9 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::{Fixture, Tol, f16_overflowing_vmae, repo_path};
-use ldmae::device::{self, DeviceChoice, Precision};
-use ldmae::{Error, Pack, PackDtype, Vmae, image};
+use ldmae::device::{self, DeviceChoice};
+use ldmae::io::image;
+use ldmae::{Error, Pack, Precision, Vmae};
 
 fn f16_cpu() -> Device {
     let selected = device::select(DeviceChoice::Cpu, Some(Precision::F16)).unwrap();
@@ -19,7 +20,7 @@ fn f16_cpu() -> Device {
 #[test]
 fn f16_compute_matches_reference_from_either_pack() {
     let f = Fixture::open(repo_path("tests/fixtures/tiny")).on(f16_cpu());
-    for dtype in [PackDtype::F16, PackDtype::F32] {
+    for dtype in [Precision::F16, Precision::F32] {
         f.check_models(dtype, dtype, Tol::F16Compute);
     }
 }
@@ -35,12 +36,12 @@ fn f32_inputs_on_an_f16_device_are_accepted() {
         let shape: [usize; 4] = a.shape.clone().try_into().unwrap();
         Tensor::<4>::from_data(TensorData::new(a.data, shape), (&device, DType::F32))
     };
-    let vmae = f.vmae(PackDtype::F16);
+    let vmae = f.vmae(Precision::F16);
     let pixels = vmae.decode(f32_input("dec_latent.npy")).unwrap();
     f.check("dec_pixels", pixels, f.tolerance("dec_pixels", Tol::F16Compute));
     let mean = vmae.encode(f32_input("image.npy")).unwrap().mean;
     f.check("enc_mean", mean, f.tolerance("enc_mean", Tol::F16Compute));
-    let dit = f.dit("dit.pt", PackDtype::F16);
+    let dit = f.dit("dit.pt", Precision::F16);
     let t: Vec<f32> = f.manifest["dit_t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let y: Vec<usize> = f.manifest["dit_y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let v = dit.forward(f32_input("dit_x.npy"), &t, &y).unwrap();

@@ -8,8 +8,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::{Fixture, Tol, repo_path};
-use ldmae::PackDtype;
-use ldmae::device::{self, DeviceChoice, Precision};
+use ldmae::Precision;
+use ldmae::device::{self, DeviceChoice};
 
 /// wgpu pinned to Vulkan, in f32.
 fn vulkan_f32() -> Device {
@@ -29,13 +29,13 @@ fn tiny() -> Fixture {
 
 #[test]
 fn wgpu_f32_matches_reference() {
-    tiny().on(vulkan_f32()).check_models(PackDtype::F32, PackDtype::F32, Tol::F32);
+    tiny().on(vulkan_f32()).check_models(Precision::F32, Precision::F32, Tol::F32);
 }
 
 #[test]
 fn wgpu_f16_matches_reference() {
     // The VMAE from an f16 pack, the DiTs from f32 packs (rounded once at load).
-    tiny().on(wgpu_f16()).check_models(PackDtype::F16, PackDtype::F32, Tol::F16Compute);
+    tiny().on(wgpu_f16()).check_models(Precision::F16, Precision::F32, Tol::F16Compute);
 }
 
 /// The official-size VMAE (f8d16, random weights) encodes and decodes once in f16, from an f16
@@ -44,7 +44,7 @@ fn wgpu_f16_matches_reference() {
 fn full_size_vmae_in_f16_matches_reference() {
     let f = common::full().on(wgpu_f16());
     assert_eq!(f.manifest["preset"], "full");
-    f.check_vmae(&f.vmae(PackDtype::F16), Tol::F16Compute);
+    f.check_vmae(&f.vmae(Precision::F16), Tol::F16Compute);
 }
 
 #[test]

@@ -5,8 +5,10 @@
 mod common;
 
 use common::repo_path;
-use ldmae::convert::{self, VmaeOverrides};
-use ldmae::{PackDtype, npy};
+use ldmae::Precision;
+use ldmae::io::npy;
+use ldmae::weights::convert;
+use ldmae::weights::{self, VmaeOverrides};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -61,10 +63,10 @@ fn tiny(name: &str) -> PathBuf {
 #[test]
 fn damaged_packs() {
     let pack = std::env::temp_dir().join(format!("ldmae-hostile-{}-src.pack", std::process::id()));
-    std::fs::write(&pack, convert::convert_vmae(&tiny("vmae.pth"), PackDtype::F16, VmaeOverrides::default()).unwrap())
+    std::fs::write(&pack, convert::convert_vmae(&tiny("vmae.pth"), Precision::F16, VmaeOverrides::default()).unwrap())
         .unwrap();
     fuzz("pack", &pack, 4000, |p| {
-        convert::open_vmae_weights(p).and_then(|pack| ldmae::Vmae::load(&pack, &ldmae::device::cpu())).is_ok()
+        weights::open_vmae(p).and_then(|w| ldmae::Vmae::load(&*w, &ldmae::device::cpu())).is_ok()
     });
     std::fs::remove_file(&pack).ok();
 }
@@ -72,16 +74,16 @@ fn damaged_packs() {
 #[test]
 fn damaged_checkpoints() {
     fuzz("vmae.pth", &tiny("vmae_bare.pth"), 2000, |p| {
-        convert::convert_vmae(p, PackDtype::F32, VmaeOverrides::default()).is_ok()
+        convert::convert_vmae(p, Precision::F32, VmaeOverrides::default()).is_ok()
     });
-    fuzz("dit.pt", &tiny("dit_celeba.pt"), 1000, |p| convert::dit_state_dict(p).is_ok());
-    fuzz("stats.pt", &tiny("latents_stats.pt"), 2000, |p| ldmae::checkpoint::latent_stats(p).is_ok());
+    fuzz("dit.pt", &tiny("dit_celeba.pt"), 1000, |p| weights::dit_state_dict(p, None).is_ok());
+    fuzz("stats.pt", &tiny("latents_stats.pt"), 2000, |p| ldmae::weights::checkpoint::latent_stats(p).is_ok());
 }
 
 #[test]
 fn damaged_onnx_and_npy() {
     fuzz("dit.onnx", &tiny("onnx/dit_celeba.onnx"), 1000, |p| {
-        convert::convert_dit(p, Some(ldmae::LatentStats { mean: vec![0.0; 4], std: vec![1.0; 4] }), PackDtype::F32)
+        convert::convert_dit(p, Some(ldmae::LatentStats { mean: vec![0.0; 4], std: vec![1.0; 4] }), Precision::F32)
             .is_ok()
     });
     fuzz("latent.npy", &tiny("dec_latent.npy"), 4000, |p| npy::read(p).is_ok());
@@ -90,12 +92,12 @@ fn damaged_onnx_and_npy() {
 #[test]
 fn damaged_ldz_files() {
     let pack = ldmae::Pack::from_bytes(
-        &convert::convert_vmae(&tiny("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap(),
+        &convert::convert_vmae(&tiny("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap(),
     )
     .unwrap();
     let codec = ldmae::Codec::new(&pack, &ldmae::device::cpu()).unwrap();
     let pixels = (0..70 * 40 * 3).map(|i| ((i * 7919) % 256) as u8).collect();
-    let bytes = codec.compress(&ldmae::image::RgbImage::new(70, 40, pixels).unwrap()).unwrap();
+    let bytes = codec.compress(&ldmae::io::image::RgbImage::new(70, 40, pixels).unwrap()).unwrap();
     let seed = std::env::temp_dir().join(format!("ldmae-hostile-{}-src.ldz", std::process::id()));
     std::fs::write(&seed, bytes).unwrap();
     fuzz("ldz", &seed, 2000, |p| codec.decompress(&std::fs::read(p).unwrap()).is_ok());

@@ -6,9 +6,10 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{Fixture, Tol, assert_same_pack, repo_path};
-use ldmae::checkpoint::latent_stats;
-use ldmae::convert::{self, VmaeOverrides, convert_dit, convert_vmae};
-use ldmae::{Dit, Error, LatentStats, PackDtype, Vmae};
+use ldmae::weights::checkpoint::latent_stats;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::weights::{self, VmaeOverrides};
+use ldmae::{Dit, Error, LatentStats, Precision, Vmae};
 use onnx_ir::{Message, ModelProto};
 use std::path::{Path, PathBuf};
 
@@ -29,24 +30,24 @@ fn onnx_and_checkpoint_routes_give_bit_identical_packs() {
     let f = tiny();
     let o = VmaeOverrides::default();
     for graph in ["vmae_encoder.onnx", "vmae_decoder.onnx"] {
-        let via_onnx = convert_vmae(&onnx(graph), PackDtype::F32, o).unwrap();
-        assert_same_pack(&via_onnx, &convert_vmae(&f.path("vmae.pth"), PackDtype::F32, o).unwrap());
+        let via_onnx = convert_vmae(&onnx(graph), Precision::F32, o).unwrap();
+        assert_same_pack(&via_onnx, &convert_vmae(&f.path("vmae.pth"), Precision::F32, o).unwrap());
     }
     for (graph, ckpt) in [("dit.onnx", "dit.pt"), ("dit_celeba.onnx", "dit_celeba.pt")] {
-        let via_onnx = convert_dit(&onnx(graph), Some(stats(&f)), PackDtype::F32).unwrap();
-        assert_same_pack(&via_onnx, &convert_dit(&f.path(ckpt), Some(stats(&f)), PackDtype::F32).unwrap());
+        let via_onnx = convert_dit(&onnx(graph), Some(stats(&f)), Precision::F32).unwrap();
+        assert_same_pack(&via_onnx, &convert_dit(&f.path(ckpt), Some(stats(&f)), Precision::F32).unwrap());
     }
 }
 
 #[test]
 fn ldmae_on_onnx_weights_matches_onnxruntime() {
     let f = tiny();
-    let vmae = Vmae::load(&convert::open_vmae_weights(&onnx("vmae_encoder.onnx")).unwrap(), &f.device).unwrap();
+    let vmae = Vmae::load(&*weights::open_vmae(&onnx("vmae_encoder.onnx")).unwrap(), &f.device).unwrap();
     let posterior = vmae.encode_params(f.tensor("image.npy")).unwrap();
     // onnxruntime and PyTorch differ by float32 noise only, so the f32 tolerances apply.
     let check = |key: &str, ours: Tensor<4>, tol: &str| {
         let ort = f.npy(&format!("onnx/{key}.npy"));
-        let diff = common::max_abs_diff(&ldmae::image::tensor_values(ours, "output").unwrap(), &ort.data);
+        let diff = common::max_abs_diff(&ldmae::io::image::tensor_values(ours, "output").unwrap(), &ort.data);
         let tol = f.tolerance(tol, Tol::F32);
         eprintln!("{key}: max |diff| vs onnxruntime {diff:.3e} (tolerance {tol:.3e})");
         assert!(diff <= tol, "{key}: {diff:e} > {tol:e}");
@@ -56,8 +57,8 @@ fn ldmae_on_onnx_weights_matches_onnxruntime() {
     let t: Vec<f32> = f.manifest["dit_t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let y: Vec<usize> = f.manifest["dit_y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     for (graph, key, labels) in [("dit.onnx", "ort_dit_v", y), ("dit_celeba.onnx", "ort_dit_celeba_v", vec![0; 3])] {
-        let pack = convert::open_dit_weights(&onnx(graph), Some(stats(&f))).unwrap();
-        let v = Dit::load(&pack, &f.device).unwrap().forward(f.tensor("dit_x.npy"), &t, &labels).unwrap();
+        let weights = weights::open_dit(&onnx(graph), Some(stats(&f))).unwrap();
+        let v = Dit::load(&*weights, &f.device).unwrap().forward(f.tensor("dit_x.npy"), &t, &labels).unwrap();
         check(key, v, if graph == "dit.onnx" { "dit_v" } else { "dit_celeba_v" });
     }
 }
@@ -78,7 +79,7 @@ fn write_temp(bytes: &[u8]) -> PathBuf {
 }
 
 fn dit_error(path: &Path) -> String {
-    let err = convert_dit(path, Some(stats(&tiny())), PackDtype::F32).unwrap_err();
+    let err = convert_dit(path, Some(stats(&tiny())), Precision::F32).unwrap_err();
     assert!(matches!(err, Error::Checkpoint { .. }), "{err:?}");
     err.to_string()
 }
@@ -117,13 +118,13 @@ fn malformed_onnx_is_refused_with_a_clear_error() {
     assert!(dit_error(&lying).contains("shape overflows") || dit_error(&lying).contains("values stored"));
     assert!(dit_error(&onnx("bad/wrong_ops.onnx")).contains("no `Conv` operator"));
     // Statistics come from the graph's metadata when it has them, else they must be given.
-    let embedded = convert_dit(&onnx("dit.onnx"), None, PackDtype::F32).unwrap();
-    assert_same_pack(&embedded, &convert_dit(&onnx("dit.onnx"), Some(stats(&tiny())), PackDtype::F32).unwrap());
-    let err = convert_dit(&onnx("dit_celeba.onnx"), None, PackDtype::F32).unwrap_err();
+    let embedded = convert_dit(&onnx("dit.onnx"), None, Precision::F32).unwrap();
+    assert_same_pack(&embedded, &convert_dit(&onnx("dit.onnx"), Some(stats(&tiny())), Precision::F32).unwrap());
+    let err = convert_dit(&onnx("dit_celeba.onnx"), None, Precision::F32).unwrap_err();
     assert!(err.to_string().contains("no latent statistics"), "{err}");
     // A VMAE graph given as a DiT, and a DiT given as a VMAE.
     assert!(dit_error(&onnx("vmae_encoder.onnx")).contains("`vmae_encoder` graph"));
-    let err = convert_vmae(&onnx("dit.onnx"), PackDtype::F32, VmaeOverrides::default()).unwrap_err();
+    let err = convert_vmae(&onnx("dit.onnx"), Precision::F32, VmaeOverrides::default()).unwrap_err();
     assert!(err.to_string().contains("`encoder` and `decoder`"), "{err}");
 }
 
@@ -140,14 +141,14 @@ fn cli_accepts_onnx_wherever_it_accepts_a_pack() {
     let (enc, dit, st) = (s(&onnx("vmae_encoder.onnx")), s(&onnx("dit.onnx")), s(&f.path("latents_stats.pt")));
     let latent = dir.join("latent.npy");
     run(&["encode", "--vmae", &enc, &s(&f.path("image.png")), "-o", &s(&latent)]);
-    let mean = ldmae::npy::read(&latent).unwrap();
+    let mean = ldmae::io::npy::read(&latent).unwrap();
     assert!(common::max_abs_diff(&mean.data, &f.npy("enc_mean.npy").data) <= f.tolerance("enc_mean", Tol::F32));
     let z = dir.join("z.npy");
     let noise = s(&f.path("sample_noise.npy"));
     let out = s(&dir.join("s.png"));
     let args = ["sample", "--dit", &dit, "--stats", &st, "--vmae", &enc, "--class", "3,8", "--steps", "4"];
     run(&[&args[..], &["--cfg", "4", "--noise", &noise, "-o", &out, "--latent", &s(&z)]].concat());
-    let z = ldmae::npy::read(&z).unwrap();
+    let z = ldmae::io::npy::read(&z).unwrap();
     let tol = f.tolerance("sample_cfg4_latent", Tol::F32);
     assert!(common::max_abs_diff(&z.data, &f.npy("sample_cfg4_latent.npy").data) <= tol);
     std::fs::remove_dir_all(&dir).ok();

@@ -5,18 +5,18 @@
 mod common;
 
 use common::{Tol, full};
-use ldmae::PackDtype;
+use ldmae::Precision;
 
 #[test]
 fn full_size_vmae_dit_and_sampling_match_reference() {
     let f = full();
     assert_eq!(f.manifest["preset"], "full");
-    let vmae = f.vmae(PackDtype::F32);
+    let vmae = f.vmae(Precision::F32);
     assert_eq!(*vmae.config(), ldmae::VmaeConfig::f8d16());
     f.check_vmae(&vmae, Tol::F32);
-    let dit = f.dit("dit.pt", PackDtype::F32);
+    let dit = f.dit("dit.pt", Precision::F32);
     assert_eq!(*dit.config(), ldmae::DitConfig::b1_imagenet());
-    let celeba = f.dit("dit_celeba.pt", PackDtype::F32);
+    let celeba = f.dit("dit_celeba.pt", Precision::F32);
     assert_eq!(*celeba.config(), ldmae::DitConfig::b1_celeba());
     f.check_dit_forward(&dit, &celeba, Tol::F32);
     f.check_sampling(&dit, &vmae, Tol::F32);
@@ -26,13 +26,14 @@ fn full_size_vmae_dit_and_sampling_match_reference() {
 /// for bit, at the official sizes (the test command exports the ONNX graphs).
 #[test]
 fn full_size_onnx_route_gives_the_checkpoint_pack() {
-    use ldmae::convert::{VmaeOverrides, convert_dit, convert_vmae};
+    use ldmae::weights::VmaeOverrides;
+    use ldmae::weights::convert::{convert_dit, convert_vmae};
     let f = full();
     let o = VmaeOverrides::default();
     let onnx = |name: &str| f.path("onnx").join(name);
-    let via_onnx = convert_vmae(&onnx("vmae_encoder.onnx"), PackDtype::F32, o).unwrap();
-    common::assert_same_pack(&via_onnx, &convert_vmae(&f.path("vmae.pth"), PackDtype::F32, o).unwrap());
-    let stats = ldmae::checkpoint::latent_stats(&f.path("latents_stats.pt")).unwrap();
-    let via_onnx = convert_dit(&onnx("dit.onnx"), Some(stats.clone()), PackDtype::F32).unwrap();
-    common::assert_same_pack(&via_onnx, &convert_dit(&f.path("dit.pt"), Some(stats), PackDtype::F32).unwrap());
+    let via_onnx = convert_vmae(&onnx("vmae_encoder.onnx"), Precision::F32, o).unwrap();
+    common::assert_same_pack(&via_onnx, &convert_vmae(&f.path("vmae.pth"), Precision::F32, o).unwrap());
+    let stats = ldmae::weights::checkpoint::latent_stats(&f.path("latents_stats.pt")).unwrap();
+    let via_onnx = convert_dit(&onnx("dit.onnx"), Some(stats.clone()), Precision::F32).unwrap();
+    common::assert_same_pack(&via_onnx, &convert_dit(&f.path("dit.pt"), Some(stats), Precision::F32).unwrap());
 }

@@ -4,10 +4,11 @@
 mod common;
 
 use common::{Fixture, Tol, repo_path};
-use ldmae::PackDtype;
-use ldmae::checkpoint;
-use ldmae::convert::{VmaeOverrides, convert_vmae};
-use ldmae::pack::Pack;
+use ldmae::Pack;
+use ldmae::Precision;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint;
+use ldmae::weights::convert::convert_vmae;
 
 fn tiny() -> Fixture {
     Fixture::open(repo_path("tests/fixtures/tiny"))
@@ -16,33 +17,33 @@ fn tiny() -> Fixture {
 #[test]
 fn vmae_matches_reference() {
     let f = tiny();
-    f.check_vmae(&f.vmae(PackDtype::F32), Tol::F32);
+    f.check_vmae(&f.vmae(Precision::F32), Tol::F32);
 }
 
 #[test]
 fn dit_forward_matches_reference() {
     let f = tiny();
-    f.check_dit_forward(&f.dit("dit.pt", PackDtype::F32), &f.dit("dit_celeba.pt", PackDtype::F32), Tol::F32);
+    f.check_dit_forward(&f.dit("dit.pt", Precision::F32), &f.dit("dit_celeba.pt", Precision::F32), Tol::F32);
 }
 
 #[test]
 fn cfg_sampling_matches_reference() {
     let f = tiny();
-    f.check_sampling(&f.dit("dit.pt", PackDtype::F32), &f.vmae(PackDtype::F32), Tol::F32);
+    f.check_sampling(&f.dit("dit.pt", Precision::F32), &f.vmae(Precision::F32), Tol::F32);
 }
 
 /// f16 packs hold weights rounded to 11 significant bits; computed in f32 they stay within
 /// 0.5% of the output scale (measured: see the test log) and never produce NaN.
 #[test]
 fn f16_packs_stay_close() {
-    tiny().check_models(PackDtype::F16, PackDtype::F16, Tol::F16Weights(5e-3));
+    tiny().check_models(Precision::F16, Precision::F16, Tol::F16Weights(5e-3));
 }
 
 #[test]
 fn bare_and_training_checkpoints_give_the_same_pack() {
     let f = tiny();
-    let full = convert_vmae(&f.path("vmae.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
-    let bare = convert_vmae(&f.path("vmae_bare.pth"), PackDtype::F32, VmaeOverrides::default()).unwrap();
+    let full = convert_vmae(&f.path("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
+    let bare = convert_vmae(&f.path("vmae_bare.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
     let (full, bare) = (Pack::from_bytes(&full).unwrap(), Pack::from_bytes(&bare).unwrap());
     let names: Vec<_> = full.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect();
     assert_eq!(names, bare.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect::<Vec<_>>());
@@ -59,5 +60,5 @@ fn bare_and_training_checkpoints_give_the_same_pack() {
 #[test]
 #[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 fn ndarray_backend_matches_reference() {
-    tiny().on(burn::tensor::Device::ndarray()).check_models(PackDtype::F32, PackDtype::F32, Tol::F32);
+    tiny().on(burn::tensor::Device::ndarray()).check_models(Precision::F32, Precision::F32, Tol::F32);
 }

@@ -1,10 +1,8 @@
 //! `ldmae-export`: trained checkpoints → ldmae weight packs.
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ldmae::PackDtype;
-use ldmae::checkpoint;
-use ldmae::convert::{self, VmaeOverrides};
-use ldmae::pack::SamplingDefaults;
+use clap::{Parser, Subcommand};
+use ldmae::weights::{VmaeOverrides, checkpoint, convert};
+use ldmae::{Pack, Precision, SamplerConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,21 +13,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Dtype {
-    F16,
-    F32,
-}
-
-impl From<Dtype> for PackDtype {
-    fn from(d: Dtype) -> Self {
-        match d {
-            Dtype::F16 => PackDtype::F16,
-            Dtype::F32 => PackDtype::F32,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`) or ONNX
@@ -38,8 +21,9 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
-        #[arg(long, value_enum, default_value = "f16")]
-        dtype: Dtype,
+        /// Storage precision: f16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: Precision,
         /// Encoder attention heads (not visible in the weights; default width/16).
         #[arg(long)]
         heads: Option<usize>,
@@ -55,8 +39,9 @@ enum Command {
         stats: Option<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
-        #[arg(long, value_enum, default_value = "f16")]
-        dtype: Dtype,
+        /// Storage precision: f16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: Precision,
         /// Record a recommended sampling schedule (e.g. of a distilled model): Euler steps.
         #[arg(long)]
         steps: Option<usize>,
@@ -83,21 +68,21 @@ fn run(cli: Cli) -> ldmae::Result<()> {
     let (output, bytes) = match cli.command {
         Command::Vmae { checkpoint, output, dtype, heads, decoder_heads } => {
             let o = VmaeOverrides { heads, decoder_heads };
-            (output, convert::convert_vmae(&checkpoint, dtype.into(), o)?)
+            (output, convert::convert_vmae(&checkpoint, dtype, o)?)
         }
         Command::Dit { checkpoint, stats, output, dtype, steps, shift, cfg, cfg_interval, cfg_channels } => {
             let stats = stats.map(|p| checkpoint::latent_stats(&p)).transpose()?;
-            let bytes = convert::convert_dit(&checkpoint, stats, dtype.into())?;
+            let bytes = convert::convert_dit(&checkpoint, stats, dtype)?;
             let bytes = match steps {
                 Some(steps) => {
-                    let s = SamplingDefaults {
+                    let s = SamplerConfig {
                         steps,
                         shift,
                         cfg_scale: cfg,
                         cfg_interval_start: cfg_interval,
-                        cfg_channels,
+                        cfg_channels: cfg_channels.unwrap_or_else(|| SamplerConfig::default().cfg_channels),
                     };
-                    ldmae::Pack::from_bytes(&bytes)?.with_sampling(s)?
+                    Pack::from_bytes(&bytes)?.with_sampling(s)?
                 }
                 None => bytes,
             };
@@ -105,14 +90,14 @@ fn run(cli: Cli) -> ldmae::Result<()> {
         }
     };
     write(&output, &bytes)?;
-    let pack = ldmae::Pack::from_bytes(&bytes)?;
+    let pack = Pack::from_bytes(&bytes)?;
     eprintln!(
         "wrote {} ({} pack, {} tensors, {} parameters, {})",
         output.display(),
-        pack.model.kind(),
+        pack.model().kind(),
         pack.tensor_shapes().count(),
         pack.num_elements(),
-        pack.dtype.as_str()
+        pack.precision()
     );
     Ok(())
 }

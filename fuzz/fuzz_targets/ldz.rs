@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fn run(data: &[u8]) {
-    if let Ok(file) = ldmae::ldz::LdzFile::parse(data) {
+    if let Ok(file) = ldmae::codec::ldz::LdzFile::parse(data) {
         let (rows, cols) = file.header.latent_size();
         let levels: i32 = file.header.channels.iter().map(|c| c.hi as i32 - c.lo as i32 + 1).sum();
         if rows * cols * file.header.channels.len() <= 1 << 16 && levels <= 1 << 14 {

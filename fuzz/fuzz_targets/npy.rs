@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ldmae::npy::parse(data);
+    let _ = ldmae::io::npy::parse(data);
 });

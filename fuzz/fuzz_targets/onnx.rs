@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("ldmae-fuzz-onnx-{}.onnx", std::process::id()));
     if std::fs::write(&path, data).is_ok()
-        && let Ok(sd) = ldmae::convert::dit_state_dict(&path)
+        && let Ok(sd) = ldmae::weights::dit_state_dict(&path, None)
     {
         let names: Vec<String> = sd.names().map(String::from).collect();
         for name in names {

@@ -3,12 +3,12 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use ldmae::convert::{self, FileKind};
-use ldmae::device::{self, DeviceChoice, Precision, Selected};
-use ldmae::image::{self, RgbImage};
-use ldmae::ldz::LdzFile;
-use ldmae::pack::PackModel;
-use ldmae::{Codec, Dit, Error, Pack, Result, SamplerConfig, Vmae, checkpoint, noise, npy, sampler};
+use ldmae::codec::ldz::LdzFile;
+use ldmae::io::{image, npy};
+use ldmae::weights::{self, FileKind};
+use ldmae::{
+    Codec, DeviceChoice, Dit, Error, Generator, Pack, Precision, Result, SamplerOverrides, Selected, Vmae, device,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -126,21 +126,32 @@ enum Command {
 }
 
 fn load_vmae(path: &Path, device: &Device) -> Result<Vmae> {
-    Vmae::load(&convert::open_vmae_weights(path)?, device)
+    Vmae::load(&*weights::open_vmae(path)?, device)
 }
 
 /// The codec's VMAE: the given weights, else the embedded photo VMAE.
-fn codec_weights(path: Option<&Path>) -> Result<Pack> {
+fn open_codec(path: Option<&Path>, device: &Device) -> Result<Codec> {
     match path {
-        Some(p) => convert::open_vmae_weights(p),
+        Some(p) => Codec::new(&*weights::open_vmae(p)?, device),
         #[cfg(feature = "embedded-models")]
-        None => ldmae::models::photo_vmae(),
+        None => Codec::new(&weights::embedded::photo_vmae()?, device),
         #[cfg(not(feature = "embedded-models"))]
         None => Err(Error::InputValue {
             what: "arguments",
             reason: "--vmae is required (built without embedded models)".into(),
         }),
     }
+}
+
+/// `latents_stats.pt` (needs the `checkpoint` feature).
+fn latent_stats(path: &Path) -> Result<ldmae::LatentStats> {
+    #[cfg(feature = "checkpoint")]
+    return weights::checkpoint::latent_stats(path);
+    #[cfg(not(feature = "checkpoint"))]
+    Err(Error::InputValue {
+        what: "--stats",
+        reason: format!("{}: reading checkpoints needs the `checkpoint` feature", path.display()),
+    })
 }
 
 fn npy_tensor(path: &Path, device: &Device, what: &'static str) -> Result<Tensor<4>> {
@@ -203,7 +214,7 @@ fn run(command: Command, device: &Device) -> Result<()> {
     match command {
         Command::Encode { vmae, input, output, sample, seed, params } => {
             let vmae = load_vmae(&vmae, &device)?;
-            let img: RgbImage = image::read_png(&input)?;
+            let img = image::read_png(&input)?;
             let x = image::images_to_tensor(&[img], &device)?;
             let latent = if params {
                 let p = ldmae::Posterior::from_params(vmae.encode_params(x)?);
@@ -238,55 +249,26 @@ fn run(command: Command, device: &Device) -> Result<()> {
             output,
             latent,
         } => {
-            let stats = stats.map(|p| checkpoint::latent_stats(&p)).transpose()?;
-            let dit_pack = convert::open_dit_weights(&dit, stats)?;
-            let vmae = load_vmae(&vmae, &device)?;
-            let dit = Dit::load(&dit_pack, &device)?;
-            let c = *dit.config();
-            let mut config = match dit.sampling_defaults() {
-                Some(s) => SamplerConfig::from(s),
-                None if c.null_class => SamplerConfig::default(),
-                None => SamplerConfig { cfg_scale: 1.0, ..SamplerConfig::default() },
-            };
-            config.steps = steps.unwrap_or(config.steps);
-            config.shift = shift.unwrap_or(config.shift);
-            config.cfg_scale = cfg.unwrap_or(config.cfg_scale);
-            config.cfg_interval_start = cfg_interval.unwrap_or(config.cfg_interval_start);
-            config.cfg_channels = cfg_channels.unwrap_or(config.cfg_channels);
-            if vmae.config().latent_channels != c.in_channels || vmae.config().grid() != c.input_size {
-                return Err(Error::Config(format!(
-                    "the DiT makes {}x{s}x{s} latents but the VMAE decodes {}x{g}x{g}",
-                    c.in_channels,
-                    vmae.config().latent_channels,
-                    s = c.input_size,
-                    g = vmae.config().grid()
-                )));
-            }
-            let shape = [classes.len(), c.in_channels, c.input_size, c.input_size];
+            let stats = stats.map(|p| latent_stats(&p)).transpose()?;
+            let dit = Dit::load(&*weights::open_dit(&dit, stats)?, &device)?;
+            let generator = Generator::new(dit, load_vmae(&vmae, &device)?)?;
+            let overrides =
+                SamplerOverrides { steps, shift, cfg_scale: cfg, cfg_interval_start: cfg_interval, cfg_channels };
+            let settings = generator.sampling(&overrides);
             let z0 = match noise_path {
-                Some(p) => {
-                    let z0 = npy_tensor(&p, &device, "initial noise")?;
-                    if z0.dims() != shape {
-                        return Err(Error::InputShape {
-                            what: "initial noise",
-                            expected: format!("{shape:?} (one latent per class)"),
-                            found: z0.dims().to_vec(),
-                        });
-                    }
-                    z0
-                }
-                None => noise::standard_normal(shape, seed, &device),
+                Some(p) => npy_tensor(&p, &device, "initial noise")?,
+                None => generator.noise(classes.len(), seed),
             };
-            let bar = progress_bar(config.steps, "sampling");
-            let z = sampler::sample(&dit, z0, &classes, &config, |done, _| bar.set_position(done as u64))?;
+            let bar = progress_bar(settings.steps, "sampling");
+            let z = generator.sample_latents(&classes, z0, &settings, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             if let Some(path) = latent {
                 write_npy(&path, z.clone(), "sampled latent")?;
             }
-            write_images(&output, vmae.decode(z)?)
+            write_images(&output, generator.decode(z)?)
         }
         Command::Compress { vmae, input, output, quality, overlap } => {
-            let mut codec = Codec::new(&codec_weights(vmae.as_deref())?, &device)?.with_quality(quality)?;
+            let mut codec = open_codec(vmae.as_deref(), &device)?.with_quality(quality)?;
             codec.tiles.overlap = overlap.unwrap_or(codec.tiles.overlap);
             let img = image::read_png(&input)?;
             let bar = progress_bar(0, "compressing");
@@ -298,7 +280,7 @@ fn run(command: Command, device: &Device) -> Result<()> {
             Ok(())
         }
         Command::Decompress { vmae, input, output } => {
-            let codec = Codec::new(&codec_weights(vmae.as_deref())?, &device)?;
+            let codec = open_codec(vmae.as_deref(), &device)?;
             let bytes = std::fs::read(&input).map_err(|e| Error::io(&input, e))?;
             let bar = progress_bar(0, "decompressing");
             let img = codec.decompress_with(&bytes, |done, total| tick(&bar, done, total))?;
@@ -310,77 +292,16 @@ fn run(command: Command, device: &Device) -> Result<()> {
 }
 
 fn info(path: &Path) -> Result<()> {
-    match convert::file_kind(path)? {
-        FileKind::Npy => {
-            let a = npy::read(path)?;
-            let (lo, hi) = a.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-            let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / a.data.len().max(1) as f64;
-            println!("npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", a.shape);
-        }
-        FileKind::Pack => print_pack(&Pack::from_file(path)?),
+    match weights::file_kind(path)? {
+        FileKind::Npy => println!("{}", npy::read(path)?),
+        FileKind::Pack => println!("{}", Pack::from_file(path)?),
         FileKind::Ldz => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let h = LdzFile::parse(&bytes)?.header;
-            let (rows, cols) = h.latent_size();
-            println!(
-                "ldz image, format version {}, {}x{} pixels, quality {}",
-                ldmae::ldz::VERSION,
-                h.width,
-                h.height,
-                h.quality
-            );
-            println!("VMAE weights fingerprint {:016x}", h.fingerprint);
-            println!(
-                "latent {}x{rows}x{cols}, stride {}, tiles of {} cells overlapping by {}",
-                h.channels.len(),
-                h.patch,
-                h.tile,
-                h.overlap
-            );
-            let bpp = bytes.len() as f64 * 8.0 / (h.width as f64 * h.height as f64);
-            println!("{} bytes, {bpp:.3} bits per pixel", bytes.len());
-            for (i, c) in h.channels.iter().enumerate() {
-                println!(
-                    "  channel {i:2}: offset {:+.4} step {:.4} symbols {}..={} scales {:?}",
-                    c.offset,
-                    c.step,
-                    c.lo,
-                    c.hi,
-                    c.scales.map(f32::from)
-                );
-            }
+            println!("{}", LdzFile::parse(&bytes)?);
         }
-        FileKind::Torch | FileKind::Onnx => {
-            if let Ok(sd) = convert::vmae_state_dict(path)
-                && let Ok(config) = convert::vmae_config(&sd, Default::default())
-            {
-                println!("VMAE weights in {}, {} tensors\nconfig: {config:?}", sd.entry, sd.names().count());
-            } else {
-                let sd = convert::dit_state_dict(path)?;
-                let config = convert::dit_config(&sd)?;
-                println!("LightningDiT weights in {}, {} tensors\nconfig: {config:?}", sd.entry, sd.names().count());
-            }
-        }
+        FileKind::Torch | FileKind::Onnx => println!("{}", weights::model_state_dict(path)?.summary()?),
     }
     Ok(())
-}
-
-fn print_pack(pack: &Pack) {
-    println!("ldmae weights: {} ({})", pack.model.kind(), pack.dtype.as_str());
-    match &pack.model {
-        PackModel::Vmae(c) => println!("config: {c:?}"),
-        PackModel::Dit { config, stats, sampling } => {
-            println!("config: {config:?}");
-            println!("latent mean: {:?}\nlatent std: {:?}", stats.mean, stats.std);
-            if let Some(s) = sampling {
-                println!("recommended sampling: {s:?}");
-            }
-        }
-    }
-    if let Some(src) = &pack.source {
-        println!("source: {src}");
-    }
-    println!("{} tensors, {} parameters", pack.tensor_shapes().count(), pack.num_elements());
 }
 
 fn main() -> ExitCode {

@@ -10,10 +10,13 @@
 #![allow(dead_code)]
 
 use burn::tensor::{Device, Tensor, TensorData};
-use ldmae::checkpoint;
-use ldmae::convert::{self, VmaeOverrides};
-use ldmae::image::{self, tensor_values};
-use ldmae::{Dit, Pack, PackDtype, PackWriter, SamplerConfig, Vmae, device, npy, sampler};
+use ldmae::diffusion;
+use ldmae::io::image::{self, tensor_values};
+use ldmae::io::npy;
+use ldmae::weights::VmaeOverrides;
+use ldmae::weights::checkpoint;
+use ldmae::weights::convert;
+use ldmae::{Dit, Pack, PackWriter, Precision, SamplerConfig, Vmae, device};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -97,12 +100,12 @@ impl Fixture {
         diff
     }
 
-    pub fn vmae(&self, dtype: PackDtype) -> Vmae {
+    pub fn vmae(&self, dtype: Precision) -> Vmae {
         let bytes = convert::convert_vmae(&self.path("vmae.pth"), dtype, VmaeOverrides::default()).unwrap();
         Vmae::load(&Pack::from_bytes(&bytes).unwrap(), &self.device).unwrap()
     }
 
-    pub fn dit(&self, file: &str, dtype: PackDtype) -> Dit {
+    pub fn dit(&self, file: &str, dtype: Precision) -> Dit {
         let bytes = convert::convert_dit(
             &self.path(file),
             Some(checkpoint::latent_stats(&self.path("latents_stats.pt")).unwrap()),
@@ -154,7 +157,7 @@ impl Fixture {
     }
 
     /// Every check of the VMAE and both DiTs, with weights from packs of the given types.
-    pub fn check_models(&self, vmae: PackDtype, dit: PackDtype, tol: Tol) {
+    pub fn check_models(&self, vmae: Precision, dit: Precision, tol: Tol) {
         let vmae = self.vmae(vmae);
         self.check_vmae(&vmae, tol);
         let celeba = self.dit("dit_celeba.pt", dit);
@@ -177,7 +180,8 @@ impl Fixture {
                 ..SamplerConfig::default()
             };
             let mut calls = 0;
-            let z = sampler::sample(dit, self.tensor("sample_noise.npy"), &labels, &config, |_, _| calls += 1).unwrap();
+            let z =
+                diffusion::sample(dit, self.tensor("sample_noise.npy"), &labels, &config, |_, _| calls += 1).unwrap();
             assert_eq!(calls, config.steps);
             let key = format!("sample_cfg{}_latent", cfg as u32);
             self.check(&key, z.clone(), self.tolerance(&key, tol));
@@ -199,7 +203,7 @@ pub fn edited_pack(pack: &Pack, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, 
     let mut tensors: Vec<_> =
         pack.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec(), pack.read_f32(n, s).unwrap())).collect();
     edit(&mut tensors);
-    let mut w = PackWriter::new(pack.model.clone(), PackDtype::F32, "edited");
+    let mut w = PackWriter::new(pack.model().clone(), Precision::F32, "edited");
     for (n, s, v) in tensors {
         w.add(n, &s, &v).unwrap();
     }
@@ -211,7 +215,7 @@ pub fn edited_pack(pack: &Pack, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, 
 /// f32 the decoder still gives a finite picture: the classic f16 autoencoder overflow.
 pub fn f16_overflowing_vmae() -> Vec<u8> {
     let bytes =
-        convert::convert_vmae(&repo_path("tests/fixtures/tiny/vmae.pth"), PackDtype::F32, VmaeOverrides::default())
+        convert::convert_vmae(&repo_path("tests/fixtures/tiny/vmae.pth"), Precision::F32, VmaeOverrides::default())
             .unwrap();
     edited_pack(&Pack::from_bytes(&bytes).unwrap(), |tensors| {
         let fc2 = |n: &str| n.starts_with("decoder_blocks.0.mlp.fc2.");
@@ -226,7 +230,7 @@ pub fn f16_overflowing_vmae() -> Vec<u8> {
 /// Asserts two packs hold the same model and bit-identical tensors.
 pub fn assert_same_pack(a: &[u8], b: &[u8]) {
     let (a, b) = (Pack::from_bytes(a).unwrap(), Pack::from_bytes(b).unwrap());
-    assert_eq!(a.model, b.model);
+    assert_eq!(a.model(), b.model());
     let names: Vec<(String, Vec<usize>)> = a.tensor_shapes().map(|(n, s)| (n.into(), s.to_vec())).collect();
     assert_eq!(names, b.tensor_shapes().map(|(n, s)| (n.into(), s.to_vec())).collect::<Vec<_>>());
     for (name, shape) in &names {

@@ -4,18 +4,18 @@
 //! Parsing checks every field against the file size and fixed limits before anything is
 //! allocated, so damaged or hostile files end in [`Error::Ldz`], never a panic.
 
+use super::tiling::{MAX_PIXELS, latent_size};
 use crate::error::{Error, Result};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 use half::f16;
 
 /// First bytes of every `.ldz` file.
 pub const MAGIC: [u8; 4] = [0x89, b'L', b'D', b'Z'];
 /// The format version this build writes and reads.
 pub const VERSION: u8 = 1;
-/// Largest image (in pixels) a file may describe: 64 Mpixel.
-pub const MAX_PIXELS: u64 = 1 << 26;
 /// Largest number of quantisation levels of one channel.
 pub const MAX_LEVELS: u32 = 4096;
 /// Entropy-model contexts per channel (see [`context`]).
@@ -29,20 +29,26 @@ const MAX_CHANNELS: usize = 1024;
 /// coded with a discretised Laplace of scale `scales[ctx]` (in steps) per context.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChannelCoding {
+    /// Value of symbol 0.
     pub offset: f16,
+    /// Quantisation step.
     pub step: f16,
+    /// Smallest symbol.
     pub lo: i16,
+    /// Largest symbol.
     pub hi: i16,
+    /// Laplace scale of each context, in steps.
     pub scales: [f16; CONTEXTS],
 }
 
 /// Everything in a `.ldz` file but the payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
-    /// [`crate::Pack::fingerprint`] of the VMAE weights that made the latent.
+    /// [`super::fingerprint`] of the VMAE weights that made the latent.
     pub fingerprint: u64,
-    /// Image size in pixels.
+    /// Image width in pixels.
     pub width: u32,
+    /// Image height in pixels.
     pub height: u32,
     /// VMAE stride (pixels per latent cell).
     pub patch: u16,
@@ -52,6 +58,7 @@ pub struct Header {
     pub overlap: u16,
     /// The quality setting used (informational).
     pub quality: u8,
+    /// Quantisation and entropy model of each latent channel.
     pub channels: Vec<ChannelCoding>,
 }
 
@@ -59,7 +66,7 @@ impl Header {
     /// Latent grid (rows, columns): the image padded up to whole cells and at least one tile.
     pub fn latent_size(&self) -> (usize, usize) {
         let (p, t) = (self.patch as usize, self.tile as usize);
-        crate::tiling::grid_size(p, t, self.width as usize, self.height as usize)
+        latent_size(p, t, self.width as usize, self.height as usize)
     }
 
     fn check(&self) -> core::result::Result<(), String> {
@@ -99,9 +106,50 @@ impl Header {
 /// A parsed `.ldz` file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LdzFile {
+    /// Everything but the payload.
     pub header: Header,
     /// ANS-coded symbols (see [`crate::codec`]).
     pub payload: Vec<u32>,
+}
+
+impl LdzFile {
+    /// Size of the serialised file in bytes.
+    pub fn byte_len(&self) -> usize {
+        FIXED_HEADER + PER_CHANNEL * self.header.channels.len() + 4 + 4 * self.payload.len() + 4
+    }
+}
+
+impl fmt::Display for LdzFile {
+    /// What `ldmae info` prints: size, quality, weights, latent, tiling, bit rate, channel coding.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.header;
+        let (rows, cols) = h.latent_size();
+        writeln!(f, "ldz image, format version {VERSION}, {}x{} pixels, quality {}", h.width, h.height, h.quality)?;
+        writeln!(f, "VMAE weights fingerprint {:016x}", h.fingerprint)?;
+        writeln!(
+            f,
+            "latent {}x{rows}x{cols}, stride {}, tiles of {} cells overlapping by {}",
+            h.channels.len(),
+            h.patch,
+            h.tile,
+            h.overlap
+        )?;
+        let bytes = self.byte_len();
+        let bpp = bytes as f64 * 8.0 / (h.width as f64 * h.height as f64);
+        write!(f, "{bytes} bytes, {bpp:.3} bits per pixel")?;
+        for (i, c) in h.channels.iter().enumerate() {
+            write!(
+                f,
+                "\n  channel {i:2}: offset {:+.4} step {:.4} symbols {}..={} scales {:?}",
+                c.offset,
+                c.step,
+                c.lo,
+                c.hi,
+                c.scales.map(f32::from)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Entropy-model context of a symbol from its left and upper neighbours (0 outside the grid).
@@ -194,7 +242,7 @@ impl LdzFile {
         }
         let version = r.u8("version")?;
         if version != VERSION {
-            return Err(Error::LdzVersion(version));
+            return Err(Error::LdzVersion { found: version, supported: VERSION });
         }
         if r.u8("flags")? != 0 {
             return Err(invalid("unknown flags set"));
@@ -272,6 +320,7 @@ mod tests {
         let f = sample();
         let bytes = f.to_bytes().unwrap();
         assert_eq!(bytes.len(), FIXED_HEADER + 4 * PER_CHANNEL + 4 + 12 + 4);
+        assert_eq!(f.byte_len(), bytes.len());
         assert_eq!(LdzFile::parse(&bytes).unwrap(), f);
         assert_eq!(f.header.latent_size(), (32, 38));
     }
@@ -293,7 +342,7 @@ mod tests {
     fn unknown_versions_and_bad_fields_are_named() {
         let mut bytes = sample().to_bytes().unwrap();
         bytes[4] = 2;
-        assert_eq!(LdzFile::parse(&bytes), Err(Error::LdzVersion(2)));
+        assert_eq!(LdzFile::parse(&bytes), Err(Error::LdzVersion { found: 2, supported: 1 }));
         let mut f = sample();
         f.header.overlap = 32;
         assert!(matches!(f.to_bytes(), Err(Error::Ldz(r)) if r.contains("overlap")));

@@ -1,10 +1,12 @@
-//! LightningDiT (spec §2): adaLN-Zero blocks with RMSNorm, qk-norm, 2-D RoPE and SwiGLU,
-//! predicting the flow-matching velocity of a latent.
+//! LightningDiT as the released code computes it: adaLN-Zero blocks with RMSNorm, qk-norm,
+//! 2-D RoPE and SwiGLU, conditioned on the flow time and the class label, predicting the
+//! flow-matching velocity of a normalised latent.
 
-use crate::config::{DitConfig, TIME_FEATURES};
+use super::config::{DitConfig, ModelSpec, TIME_FEATURES};
+use super::layers::{Conv2d, Linear, QkRotation, RmsNorm, Rope, SelfAttention, SwiGlu, to_tokens, unpatchify};
+use super::source::{Loader, WeightSource};
+use crate::diffusion::{LatentStats, SamplerConfig, VelocityModel};
 use crate::error::{Error, Result};
-use crate::nn::{Conv2d, Linear, QkRotation, RmsNorm, Rope, SelfAttention, SwiGlu, to_tokens, unpatchify};
-use crate::pack::{LatentStats, Pack, PackModel, SamplingDefaults, TensorLoader};
 use alloc::format;
 use alloc::vec::Vec;
 use burn::tensor::activation::silu;
@@ -34,9 +36,9 @@ struct Block {
 }
 
 impl Block {
-    fn load(l: &mut TensorLoader, name: &str, c: &DitConfig) -> Result<Self> {
+    fn load(l: &mut Loader, name: &str, c: &DitConfig) -> Result<Self> {
         let d = c.hidden;
-        let qk = |l: &mut TensorLoader, which: &str| -> Result<Option<RmsNorm>> {
+        let qk = |l: &mut Loader, which: &str| -> Result<Option<RmsNorm>> {
             c.qk_norm.then(|| RmsNorm::load(l, &format!("{name}.attn.{which}"), c.head_dim(), RMS_EPS)).transpose()
         };
         Ok(Self {
@@ -64,8 +66,8 @@ impl Block {
 /// `modulate(norm(x), shift, scale)`; one fused pass on the CPU.
 fn norm_modulate(norm: &RmsNorm, x: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
     #[cfg(all(feature = "flex", feature = "std"))]
-    if crate::cpu_kernels::applies(&x)
-        && let Some(y) = crate::cpu_kernels::rms_norm_modulate(&x, norm.parts(), &shift, &scale)
+    if crate::kernels::applies(&x)
+        && let Some(y) = crate::kernels::rms_norm_modulate(&x, norm.parts(), &shift, &scale)
     {
         return y;
     }
@@ -91,7 +93,7 @@ pub fn timestep_features(t: &[f32]) -> Vec<f32> {
 pub struct Dit {
     config: DitConfig,
     stats: LatentStats,
-    sampling: Option<SamplingDefaults>,
+    sampling: Option<SamplerConfig>,
     x_embedder: Conv2d,
     pos_embed: Tensor<3>,
     t_mlp0: Linear,
@@ -105,34 +107,35 @@ pub struct Dit {
 }
 
 impl Dit {
-    /// Loads a DiT pack onto `device`, strictly (see [`crate::Vmae::load`]).
-    pub fn load(pack: &Pack, device: &Device) -> Result<Self> {
-        let PackModel::Dit { config, stats, sampling } = &pack.model else {
-            return Err(Error::WrongKind { expected: "dit", found: pack.model.kind().into() });
+    /// Builds the DiT that `weights` describe on `device`, strictly (see [`crate::Vmae::load`]).
+    pub fn load(weights: &dyn WeightSource, device: &Device) -> Result<Self> {
+        let spec = weights.spec()?;
+        let found = spec.kind();
+        let ModelSpec::Dit { config: c, stats, sampling } = spec else {
+            return Err(weights.context(Error::WrongKind { expected: "dit", found: found.into() }));
         };
-        let c = *config;
         c.validate()?;
         let (d, p, n, hd) = (c.hidden, c.patch_size, c.grid() * c.grid(), c.head_dim());
-        let mut l = TensorLoader::new(pack, device);
-        let model = Self {
-            config: c,
-            stats: stats.clone(),
-            sampling: sampling.clone(),
-            x_embedder: Conv2d::load(&mut l, "x_embedder.proj", c.in_channels, d, p, p, 0)?,
-            pos_embed: l.tensor("pos_embed", [1, n, d])?,
-            t_mlp0: Linear::load(&mut l, "t_embedder.mlp.0", TIME_FEATURES, d, true)?,
-            t_mlp2: Linear::load(&mut l, "t_embedder.mlp.2", d, d, true)?,
-            label_table: l.tensor("y_embedder.embedding_table.weight", [c.label_rows(), d])?,
-            rope: Rope::load(&mut l, "feat_rope", n, hd)?,
-            blocks: (0..c.depth).map(|i| Block::load(&mut l, &format!("blocks.{i}"), &c)).collect::<Result<_>>()?,
-            norm_final: RmsNorm::load(&mut l, "final_layer.norm_final", d, RMS_EPS)?,
-            final_ada_ln: Linear::load(&mut l, "final_layer.adaLN_modulation.1", d, 2 * d, true)?,
-            final_linear: Linear::load(&mut l, "final_layer.linear", d, p * p * c.in_channels, true)?,
-        };
-        l.finish()?;
-        Ok(model)
+        Loader::strict(weights, device, |l| {
+            Ok(Self {
+                config: c,
+                stats,
+                sampling,
+                x_embedder: Conv2d::load(l, "x_embedder.proj", c.in_channels, d, p, p, 0)?,
+                pos_embed: l.tensor("pos_embed", [1, n, d])?,
+                t_mlp0: Linear::load(l, "t_embedder.mlp.0", TIME_FEATURES, d, true)?,
+                t_mlp2: Linear::load(l, "t_embedder.mlp.2", d, d, true)?,
+                label_table: l.tensor("y_embedder.embedding_table.weight", [c.label_rows(), d])?,
+                rope: Rope::load(l, "feat_rope", n, hd)?,
+                blocks: (0..c.depth).map(|i| Block::load(l, &format!("blocks.{i}"), &c)).collect::<Result<_>>()?,
+                norm_final: RmsNorm::load(l, "final_layer.norm_final", d, RMS_EPS)?,
+                final_ada_ln: Linear::load(l, "final_layer.adaLN_modulation.1", d, 2 * d, true)?,
+                final_linear: Linear::load(l, "final_layer.linear", d, p * p * c.in_channels, true)?,
+            })
+        })
     }
 
+    /// Sizes of the model.
     pub fn config(&self) -> &DitConfig {
         &self.config
     }
@@ -143,7 +146,7 @@ impl Dit {
     }
 
     /// Sampling settings recommended by the pack, if it records any.
-    pub fn sampling_defaults(&self) -> Option<&SamplingDefaults> {
+    pub fn recorded_sampling(&self) -> Option<&SamplerConfig> {
         self.sampling.as_ref()
     }
 
@@ -192,5 +195,17 @@ impl Dit {
             split_modulation(self.final_ada_ln.forward(silu(cond)), 2).try_into().expect("two chunks");
         let h = self.final_linear.forward(modulate(self.norm_final.forward(h), shift, scale));
         Ok(unpatchify(h, c.grid(), c.patch_size, c.in_channels))
+    }
+}
+
+impl VelocityModel for Dit {
+    fn velocity(&self, x: Tensor<4>, t: &[f32], y: &[usize]) -> Result<Tensor<4>> {
+        self.forward(x, t, y)
+    }
+    fn null_label(&self) -> Option<usize> {
+        self.config.null_label()
+    }
+    fn latent_stats(&self) -> &LatentStats {
+        &self.stats
     }
 }

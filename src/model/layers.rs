@@ -1,7 +1,8 @@
-//! Layers shared by the VMAE and the DiT, loaded from a pack under their official names.
+//! Layers shared by the VMAE and the DiT, loaded under their official names; on burn-flex in f32
+//! their forwards run the fused CPU kernels of [`crate::kernels`].
 
+use super::source::Loader;
 use crate::error::Result;
-use crate::pack::TensorLoader;
 use alloc::format;
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::{attention, conv2d, layer_norm, linear};
@@ -10,21 +11,21 @@ use burn::tensor::{DType, Tensor};
 
 /// `y = x·W + b` with `W` stored `[in, out]`.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub(crate) struct Linear {
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 }
 
 impl Linear {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [d_in, d_out])?;
         let bias = if bias { Some(l.tensor(&format!("{name}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         #[cfg(all(feature = "flex", feature = "std"))]
-        if let Some(y) = crate::cpu_kernels::linear(&x, &self.weight, self.bias.as_ref()) {
+        if let Some(y) = crate::kernels::linear(&x, &self.weight, self.bias.as_ref()) {
             return y;
         }
         linear(x, self.weight.clone(), self.bias.clone())
@@ -33,7 +34,7 @@ impl Linear {
 
 /// 2-D convolution with bias, square kernel, unit dilation.
 #[derive(Debug, Clone)]
-pub struct Conv2d {
+pub(crate) struct Conv2d {
     weight: Tensor<4>,
     bias: Tensor<1>,
     stride: usize,
@@ -43,7 +44,7 @@ pub struct Conv2d {
 impl Conv2d {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn load(
-        l: &mut TensorLoader,
+        l: &mut Loader,
         name: &str,
         c_in: usize,
         c_out: usize,
@@ -56,7 +57,7 @@ impl Conv2d {
         Ok(Self { weight, bias, stride, padding })
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
     }
@@ -64,20 +65,20 @@ impl Conv2d {
 
 /// LayerNorm over the last axis with affine weight and bias.
 #[derive(Debug, Clone)]
-pub struct LayerNorm {
+pub(crate) struct LayerNorm {
     weight: Tensor<1>,
     bias: Tensor<1>,
     eps: f64,
 }
 
 impl LayerNorm {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, dim: usize, eps: f64) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [dim])?;
         let bias = l.tensor(&format!("{name}.bias"), [dim])?;
         Ok(Self { weight, bias, eps })
     }
 
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         with_f32(x, |x| {
             layer_norm(x, self.weight.clone().cast(DType::F32), Some(self.bias.clone().cast(DType::F32)), self.eps)
         })
@@ -86,13 +87,13 @@ impl LayerNorm {
 
 /// RMSNorm over the last axis, computed in f32: `x · rsqrt(mean(x²) + eps) · w`.
 #[derive(Debug, Clone)]
-pub struct RmsNorm {
+pub(crate) struct RmsNorm {
     weight: Tensor<1>,
     eps: f64,
 }
 
 impl RmsNorm {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(Self { weight: l.tensor(&format!("{name}.weight"), [dim])?, eps })
     }
 
@@ -102,7 +103,7 @@ impl RmsNorm {
         (&self.weight, self.eps)
     }
 
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let normed = with_f32(x, |x| {
             let ms = x.clone().square().mean_dim(D - 1);
             x * (ms + self.eps).sqrt().recip()
@@ -121,7 +122,7 @@ fn with_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<D>
 /// Rotary position embedding with `[N, d]` tables loaded from the checkpoint:
 /// `x·cos + rotate_half(x)·sin`, `rotate_half` mapping adjacent pairs `(a, b)` to `(-b, a)`.
 #[derive(Debug, Clone)]
-pub struct Rope {
+pub(crate) struct Rope {
     cos: Tensor<4>,
     sin: Tensor<4>,
     /// The tables in f32 on the host, for the CPU attention kernel (loaded on burn-flex in f32).
@@ -130,14 +131,14 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, tokens: usize, head_dim: usize) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, tokens: usize, head_dim: usize) -> Result<Self> {
         let mut table = |which: &str| -> Result<Tensor<4>> {
             Ok(l.tensor::<2>(&format!("{name}.freqs_{which}"), [tokens, head_dim])?.reshape([1, 1, tokens, head_dim]))
         };
         let (cos, sin) = (table("cos")?, table("sin")?);
         Ok(Self {
             #[cfg(all(feature = "flex", feature = "std"))]
-            host: crate::cpu_kernels::host_values(&cos).zip(crate::cpu_kernels::host_values(&sin)),
+            host: crate::kernels::host_values(&cos).zip(crate::kernels::host_values(&sin)),
             cos,
             sin,
         })
@@ -160,36 +161,36 @@ impl Rope {
 
 /// What the DiT does to queries and keys before their product: qk-norm (optional), then RoPE.
 #[derive(Debug, Clone, Copy)]
-pub struct QkRotation<'a> {
-    pub q_norm: Option<&'a RmsNorm>,
-    pub k_norm: Option<&'a RmsNorm>,
-    pub rope: &'a Rope,
+pub(crate) struct QkRotation<'a> {
+    pub(crate) q_norm: Option<&'a RmsNorm>,
+    pub(crate) k_norm: Option<&'a RmsNorm>,
+    pub(crate) rope: &'a Rope,
 }
 
 impl<'a> QkRotation<'a> {
     /// The same in host values, for the CPU kernel (`None` where the tables are not on the host).
     #[cfg(all(feature = "flex", feature = "std"))]
-    fn host(self) -> Option<crate::cpu_kernels::Rotation<'a>> {
+    fn host(self) -> Option<crate::kernels::Rotation<'a>> {
         let (cos, sin) = self.rope.host.as_ref()?;
         let norm = |n: Option<&RmsNorm>| match n {
-            Some(n) => crate::cpu_kernels::host_values(&n.weight).map(|w| Some((w, n.eps as f32))),
+            Some(n) => crate::kernels::host_values(&n.weight).map(|w| Some((w, n.eps as f32))),
             None => Some(None),
         };
-        Some(crate::cpu_kernels::Rotation { q_norm: norm(self.q_norm)?, k_norm: norm(self.k_norm)?, cos, sin })
+        Some(crate::kernels::Rotation { q_norm: norm(self.q_norm)?, k_norm: norm(self.k_norm)?, cos, sin })
     }
 }
 
 /// Fused multi-head self-attention over `[B, N, D]` tokens with a joint `qkv` projection, with
 /// an optional [`QkRotation`] of the queries and keys.
 #[derive(Debug, Clone)]
-pub struct SelfAttention {
+pub(crate) struct SelfAttention {
     qkv: Linear,
     proj: Linear,
     heads: usize,
 }
 
 impl SelfAttention {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, heads: usize) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, dim: usize, heads: usize) -> Result<Self> {
         Ok(Self {
             qkv: Linear::load(l, &format!("{name}.qkv"), dim, 3 * dim, true)?,
             proj: Linear::load(l, &format!("{name}.proj"), dim, dim, true)?,
@@ -197,7 +198,7 @@ impl SelfAttention {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>, rotation: Option<QkRotation>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>, rotation: Option<QkRotation>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
         let qkv = self.qkv.forward(x);
@@ -209,7 +210,7 @@ impl SelfAttention {
                 None => Some(None),
             };
             match host {
-                Some(host) => match crate::cpu_kernels::self_attention(qkv, h, host) {
+                Some(host) => match crate::kernels::self_attention(qkv, h, host) {
                     Ok(out) => return self.proj.forward(out),
                     Err(qkv) => *qkv,
                 },
@@ -236,20 +237,20 @@ impl SelfAttention {
 
 /// `fc2(GELU(fc1(x)))` with exact (erf) GELU.
 #[derive(Debug, Clone)]
-pub struct GeluMlp {
+pub(crate) struct GeluMlp {
     fc1: Linear,
     fc2: Linear,
 }
 
 impl GeluMlp {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
         Ok(Self {
             fc1: Linear::load(l, &format!("{name}.fc1"), dim, hidden, true)?,
             fc2: Linear::load(l, &format!("{name}.fc2"), hidden, dim, true)?,
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.fc2.forward(exact_gelu(self.fc1.forward(x)))
     }
 }
@@ -257,22 +258,22 @@ impl GeluMlp {
 /// GELU with erf: on burn-flex by the vectorised CPU kernel, elsewhere by burn's.
 fn exact_gelu(x: Tensor<3>) -> Tensor<3> {
     #[cfg(all(feature = "flex", feature = "std"))]
-    if crate::cpu_kernels::applies(&x) {
-        return crate::cpu_kernels::gelu(x);
+    if crate::kernels::applies(&x) {
+        return crate::kernels::gelu(x);
     }
     gelu(x)
 }
 
 /// `w3(SiLU(a) · b)` where `[a | b] = w12(x)`.
 #[derive(Debug, Clone)]
-pub struct SwiGlu {
+pub(crate) struct SwiGlu {
     w12: Linear,
     w3: Linear,
     hidden: usize,
 }
 
 impl SwiGlu {
-    pub(crate) fn load(l: &mut TensorLoader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn load(l: &mut Loader, name: &str, dim: usize, hidden: usize) -> Result<Self> {
         Ok(Self {
             w12: Linear::load(l, &format!("{name}.w12"), dim, 2 * hidden, true)?,
             w3: Linear::load(l, &format!("{name}.w3"), hidden, dim, true)?,
@@ -280,11 +281,11 @@ impl SwiGlu {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let ab = self.w12.forward(x);
         #[cfg(all(feature = "flex", feature = "std"))]
-        if crate::cpu_kernels::applies(&ab) {
-            return self.w3.forward(crate::cpu_kernels::swiglu(ab));
+        if crate::kernels::applies(&ab) {
+            return self.w3.forward(crate::kernels::swiglu(ab));
         }
         let a = ab.clone().narrow(2, 0, self.hidden);
         let b = ab.narrow(2, self.hidden, self.hidden);
@@ -293,7 +294,7 @@ impl SwiGlu {
 }
 
 /// Tokens `[B, g·g, p·p·C]` (each token's values ordered `(p, q, c)`) → image `[B, C, g·p, g·p]`.
-pub fn unpatchify(x: Tensor<3>, grid: usize, patch: usize, channels: usize) -> Tensor<4> {
+pub(crate) fn unpatchify(x: Tensor<3>, grid: usize, patch: usize, channels: usize) -> Tensor<4> {
     let b = x.dims()[0];
     x.reshape([b, grid, grid, patch, patch, channels]).permute([0, 5, 1, 3, 2, 4]).reshape([
         b,
@@ -304,12 +305,12 @@ pub fn unpatchify(x: Tensor<3>, grid: usize, patch: usize, channels: usize) -> T
 }
 
 /// `[B, C, h, w]` → tokens `[B, h·w, C]` in row-major order.
-pub fn to_tokens(x: Tensor<4>) -> Tensor<3> {
+pub(crate) fn to_tokens(x: Tensor<4>) -> Tensor<3> {
     x.flatten::<3>(2, 3).swap_dims(1, 2)
 }
 
 /// Tokens `[B, h·w, C]` → `[B, C, h, w]`.
-pub fn from_tokens(x: Tensor<3>, grid: usize) -> Tensor<4> {
+pub(crate) fn from_tokens(x: Tensor<3>, grid: usize) -> Tensor<4> {
     let [b, _, c] = x.dims();
     x.swap_dims(1, 2).reshape([b, c, grid, grid])
 }

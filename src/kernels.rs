@@ -48,7 +48,7 @@ pub(crate) fn applies<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
 }
 
-/// Host copies of a [`crate::nn::QkRotation`]: qk-norm weights with their epsilon, and the
+/// Host copies of a `QkRotation` (model layers): qk-norm weights with their epsilon, and the
 /// `[N, d]` RoPE tables.
 pub(crate) struct Rotation<'a> {
     pub q_norm: Option<(Vec<f32>, f32)>,

@@ -1,9 +1,11 @@
-//! The VMAE autoencoder (`mae_for_ldmae_f8d16_prev` as LDMAE uses it, spec §1).
+//! The VMAE autoencoder, `mae_for_ldmae_f8d16_prev` as LDMAE uses it: a ViT encoder of
+//! pre-norm blocks over 8×8 patches, a linear map to the Gaussian posterior's parameters, and a
+//! ViT decoder whose patch predictions are smoothed by a 3×3 convolution.
 
-use crate::config::{StackConfig, VmaeConfig};
+use super::config::{ModelSpec, StackConfig, VmaeConfig};
+use super::layers::{Conv2d, GeluMlp, LayerNorm, Linear, SelfAttention, from_tokens, to_tokens, unpatchify};
+use super::source::{Loader, WeightSource};
 use crate::error::{Error, Result};
-use crate::nn::{Conv2d, GeluMlp, LayerNorm, Linear, SelfAttention, from_tokens, to_tokens, unpatchify};
-use crate::pack::{Pack, PackModel, TensorLoader};
 use alloc::format;
 use alloc::vec::Vec;
 use burn::tensor::{Device, Tensor};
@@ -20,7 +22,7 @@ struct Block {
 }
 
 impl Block {
-    fn load(l: &mut TensorLoader, name: &str, c: &StackConfig) -> Result<Self> {
+    fn load(l: &mut Loader, name: &str, c: &StackConfig) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::load(l, &format!("{name}.norm1"), c.width, LN_EPS)?,
             attn: SelfAttention::load(l, &format!("{name}.attn"), c.width, c.heads)?,
@@ -35,13 +37,14 @@ impl Block {
     }
 }
 
-fn load_stack(l: &mut TensorLoader, prefix: &str, c: &StackConfig) -> Result<Vec<Block>> {
+fn load_stack(l: &mut Loader, prefix: &str, c: &StackConfig) -> Result<Vec<Block>> {
     (0..c.depth).map(|i| Block::load(l, &format!("{prefix}.{i}"), c)).collect()
 }
 
 /// The diagonal Gaussian posterior of an encoded image, each `[B, C, h, w]`.
 #[derive(Debug, Clone)]
 pub struct Posterior {
+    /// Mean (the latent the codec and the CLI's `encode` use).
     pub mean: Tensor<4>,
     /// Log-variance, clamped to `[-30, 20]`.
     pub logvar: Tensor<4>,
@@ -73,9 +76,9 @@ impl Posterior {
         Ok(self.mean.clone() + self.std() * eps)
     }
 
-    /// A posterior sample with noise drawn from `seed` (see [`crate::noise`]).
+    /// A posterior sample with noise drawn from `seed` (see [`crate::diffusion::noise`]).
     pub fn sample(&self, seed: u64) -> Result<Tensor<4>> {
-        let eps = crate::noise::standard_normal(self.mean.dims(), seed, &self.mean.device());
+        let eps = crate::diffusion::noise::standard_normal(self.mean.dims(), seed, &self.mean.device());
         self.sample_with(eps)
     }
 }
@@ -99,35 +102,36 @@ pub struct Vmae {
 }
 
 impl Vmae {
-    /// Loads a VMAE pack onto `device`, strictly: every tensor must be present with the right
-    /// shape and type, and nothing else may be in the pack.
-    pub fn load(pack: &Pack, device: &Device) -> Result<Self> {
-        let PackModel::Vmae(config) = &pack.model else {
-            return Err(Error::WrongKind { expected: "vmae", found: pack.model.kind().into() });
+    /// Builds the VMAE that `weights` describe on `device`, strictly: every tensor must be
+    /// present with the right shape and type, and nothing else may be there.
+    pub fn load(weights: &dyn WeightSource, device: &Device) -> Result<Self> {
+        let spec = weights.spec()?;
+        let found = spec.kind();
+        let ModelSpec::Vmae(c) = spec else {
+            return Err(weights.context(Error::WrongKind { expected: "vmae", found: found.into() }));
         };
-        let c = *config;
         c.validate()?;
         let (e, d, n, p) = (c.encoder.width, c.decoder.width, c.grid() * c.grid(), c.patch_size);
-        let mut l = TensorLoader::new(pack, device);
-        let model = Self {
-            config: c,
-            patch_embed: Conv2d::load(&mut l, "patch_embed.proj", 3, e, p, p, 0)?,
-            pos_embed: l.tensor("pos_embed", [1, n, e])?,
-            blocks: load_stack(&mut l, "blocks", &c.encoder)?,
-            norm: LayerNorm::load(&mut l, "norm", e, LN_EPS)?,
-            to_latent: Linear::load(&mut l, "to_latent", e, 2 * c.latent_channels, true)?,
-            from_latent: Linear::load(&mut l, "from_latent", c.latent_channels, e, true)?,
-            decoder_embed: Linear::load(&mut l, "decoder_embed", e, d, true)?,
-            decoder_pos_embed: l.tensor("decoder_pos_embed", [1, n, d])?,
-            decoder_blocks: load_stack(&mut l, "decoder_blocks", &c.decoder)?,
-            decoder_norm: LayerNorm::load(&mut l, "decoder_norm", d, LN_EPS)?,
-            linear_pred: Linear::load(&mut l, "decoder_pred.linear_pred", d, p * p * 3, true)?,
-            conv_smoother: Conv2d::load(&mut l, "decoder_pred.conv_smoother", 3, 3, 3, 1, 1)?,
-        };
-        l.finish()?;
-        Ok(model)
+        Loader::strict(weights, device, |l| {
+            Ok(Self {
+                config: c,
+                patch_embed: Conv2d::load(l, "patch_embed.proj", 3, e, p, p, 0)?,
+                pos_embed: l.tensor("pos_embed", [1, n, e])?,
+                blocks: load_stack(l, "blocks", &c.encoder)?,
+                norm: LayerNorm::load(l, "norm", e, LN_EPS)?,
+                to_latent: Linear::load(l, "to_latent", e, 2 * c.latent_channels, true)?,
+                from_latent: Linear::load(l, "from_latent", c.latent_channels, e, true)?,
+                decoder_embed: Linear::load(l, "decoder_embed", e, d, true)?,
+                decoder_pos_embed: l.tensor("decoder_pos_embed", [1, n, d])?,
+                decoder_blocks: load_stack(l, "decoder_blocks", &c.decoder)?,
+                decoder_norm: LayerNorm::load(l, "decoder_norm", d, LN_EPS)?,
+                linear_pred: Linear::load(l, "decoder_pred.linear_pred", d, p * p * 3, true)?,
+                conv_smoother: Conv2d::load(l, "decoder_pred.conv_smoother", 3, 3, 3, 1, 1)?,
+            })
+        })
     }
 
+    /// Sizes of the model.
     pub fn config(&self) -> &VmaeConfig {
         &self.config
     }

@@ -1,8 +1,36 @@
-//! Model configurations and the presets of the official LDMAE models.
+//! Model configurations, the presets of the official LDMAE models, and [`ModelSpec`]: what a set
+//! of weights says it is.
 
+use crate::diffusion::{LatentStats, SamplerConfig};
 use crate::error::{Error, Result};
 use alloc::format;
 use serde::{Deserialize, Serialize};
+
+/// The model a set of weights is for, with what the weights record besides tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// A VMAE autoencoder.
+    Vmae(VmaeConfig),
+    /// A LightningDiT.
+    Dit {
+        /// Its sizes.
+        config: DitConfig,
+        /// The statistics of the latents it was trained on.
+        stats: LatentStats,
+        /// A recommended sampling schedule (e.g. a distilled model's), if recorded.
+        sampling: Option<SamplerConfig>,
+    },
+}
+
+impl ModelSpec {
+    /// `vmae` or `dit`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSpec::Vmae(_) => "vmae",
+            ModelSpec::Dit { .. } => "dit",
+        }
+    }
+}
 
 /// One transformer stack of the VMAE (encoder or decoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

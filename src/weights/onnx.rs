@@ -10,10 +10,10 @@
 //! The VMAE is two graphs, `…encoder….onnx` and `…decoder….onnx`: given either file, the
 //! other is the file whose name swaps `encoder` and `decoder`.
 
-use crate::convert::{SourceTensor, StateDict};
+use super::state_dict::{SourceTensor, StateDict};
+use crate::diffusion::LatentStats;
 use crate::error::{Error, Result};
-use crate::floats::Stored;
-use crate::pack::LatentStats;
+use crate::io::floats::Stored;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -201,9 +201,7 @@ pub fn open_vmae(path: &Path) -> Result<StateDict> {
     let dec = parse(&decoder, &DECODER, VMAE_PREFIXES)?;
     let heads_ = (heads(&enc, "ldmae.heads")?, heads(&dec, "ldmae.decoder_heads")?);
     let entry = format!("ONNX graphs {} + {}", encoder.display(), decoder.display());
-    let mut sd = state_dict(path, entry, vec![enc, dec]);
-    sd.heads = heads_;
-    Ok(sd)
+    Ok(state_dict(path, entry, vec![enc, dec]).with_recorded_heads(heads_))
 }
 
 /// Reads a LightningDiT graph (`x, t, y → velocity`), with latent statistics if it records them.
@@ -216,7 +214,5 @@ pub fn open_dit(path: &Path) -> Result<StateDict> {
             serde_json::from_str::<LatentStats>(s).map_err(|e| err(path, format!("metadata `ldmae.latent_stats`: {e}")))
         })
         .transpose()?;
-    let mut sd = state_dict(path, "the ONNX graph".to_string(), vec![g]);
-    sd.stats = stats;
-    Ok(sd)
+    Ok(state_dict(path, "the ONNX graph".to_string(), vec![g]).with_recorded_stats(stats))
 }

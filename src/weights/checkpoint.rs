@@ -5,10 +5,10 @@
 //!   state dict; a `module.` prefix is stripped.
 //! - `latents_stats.pt`: `{'mean', 'std'}` of shape `(1, C, 1, 1)`.
 
-use crate::convert::{SourceTensor, StateDict};
+use super::state_dict::{SourceTensor, StateDict};
+use crate::diffusion::LatentStats;
 use crate::error::{Error, Result};
-use crate::floats::Stored;
-use crate::pack::LatentStats;
+use crate::io::floats::Stored;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};

@@ -1,4 +1,5 @@
-//! Pixel conversions exactly as the official code does them, and PNG files (std).
+//! 8-bit RGB images, their conversion to and from model tensors exactly as the official code
+//! does it, and PNG files (std).
 
 use crate::error::{Error, Result};
 use alloc::format;
@@ -8,8 +9,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// An 8-bit RGB image, row-major, channels interleaved (HWC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
+    /// Columns.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// `width · height · 3` bytes: R, G, B of each pixel, rows top to bottom.
     pub pixels: Vec<u8>,
 }
 

@@ -6,20 +6,27 @@
 //! processed a batch at a time, so memory is the image, its latent and one batch of tiles.
 
 use crate::error::{Error, Result};
-use crate::image::{RgbImage, tensor_values};
-use crate::ldz::MAX_PIXELS;
-use crate::vmae::Vmae;
+use crate::io::image::{RgbImage, tensor_values};
+use crate::model::Vmae;
+use crate::progress::Progress;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use burn::tensor::{Tensor, TensorData};
 
+/// Largest image (in pixels) that is tiled, and that a `.ldz` file may describe: 64 Mpixel.
+pub const MAX_PIXELS: u64 = 1 << 26;
+
 /// A latent `[channels, height, width]`, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latent {
+    /// Latent channels.
     pub channels: usize,
+    /// Rows of latent cells.
     pub height: usize,
+    /// Columns of latent cells.
     pub width: usize,
+    /// `channels · height · width` values, channel planes one after another.
     pub values: Vec<f32>,
 }
 
@@ -87,14 +94,9 @@ fn check_overlap(vmae: &Vmae, o: &TileOptions) -> Result<()> {
     Ok(())
 }
 
-/// Latent grid (rows, columns) of an image of `width × height` pixels.
-pub fn latent_size(vmae: &Vmae, width: usize, height: usize) -> (usize, usize) {
-    grid_size(vmae.config().patch_size, vmae.config().grid(), width, height)
-}
-
-/// Latent grid (rows, columns) for a stride of `patch` pixels and tiles of `tile` cells: the
-/// image padded up to whole cells and at least one tile.
-pub fn grid_size(patch: usize, tile: usize, width: usize, height: usize) -> (usize, usize) {
+/// Latent grid (rows, columns) of a `width × height` image for a stride of `patch` pixels and
+/// tiles of `tile` cells: the image padded up to whole cells and at least one tile.
+pub fn latent_size(patch: usize, tile: usize, width: usize, height: usize) -> (usize, usize) {
     (height.div_ceil(patch).max(tile), width.div_ceil(patch).max(tile))
 }
 
@@ -148,18 +150,14 @@ fn check_size(width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// Posterior mean of an image of any size, `progress(done, total)` after each batch of tiles.
-pub fn encode(
-    vmae: &Vmae,
-    image: &RgbImage,
-    o: &TileOptions,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Latent> {
+/// Posterior mean of an image of any size; `progress` hears `(tiles done, tiles)` after each
+/// batch of tiles and may cancel.
+pub fn encode(vmae: &Vmae, image: &RgbImage, o: &TileOptions, mut progress: impl Progress) -> Result<Latent> {
     check_overlap(vmae, o)?;
     check_size(image.width, image.height)?;
     let c = vmae.config();
     let (p, g, s, ch) = (c.patch_size, c.grid(), c.image_size, c.latent_channels);
-    let (rows, cols) = latent_size(vmae, image.width, image.height);
+    let (rows, cols) = latent_size(p, g, image.width, image.height);
     let positions = tiles(rows, cols, g, o.overlap);
     let mut blend = Blender::new(ch, rows, cols, g, o.overlap);
     let device = vmae.device();
@@ -181,7 +179,7 @@ pub fn encode(
         for (&(r, col), tile) in batch.iter().zip(mean.chunks_exact(ch * g * g)) {
             blend.add(tile, r, col);
         }
-        progress((done * o.batch + batch.len()).min(positions.len()), positions.len());
+        progress.report((done * o.batch + batch.len()).min(positions.len()), positions.len())?;
     }
     Ok(Latent { channels: ch, height: rows, width: cols, values: blend.finish() })
 }
@@ -194,13 +192,13 @@ pub fn decode(
     width: usize,
     height: usize,
     o: &TileOptions,
-    mut progress: impl FnMut(usize, usize),
+    mut progress: impl Progress,
 ) -> Result<RgbImage> {
     check_overlap(vmae, o)?;
     check_size(width, height)?;
     let c = vmae.config();
     let (p, g, s, ch) = (c.patch_size, c.grid(), c.image_size, c.latent_channels);
-    let (rows, cols) = latent_size(vmae, width, height);
+    let (rows, cols) = latent_size(p, g, width, height);
     if (latent.channels, latent.height, latent.width) != (ch, rows, cols) || latent.values.len() != ch * rows * cols {
         return Err(Error::InputShape {
             what: "latent to decode",
@@ -227,7 +225,7 @@ pub fn decode(
         for (&(r, col), tile) in batch.iter().zip(pixels.chunks_exact(3 * s * s)) {
             blend.add(tile, r * p, col * p);
         }
-        progress((done * o.batch + batch.len()).min(positions.len()), positions.len());
+        progress.report((done * o.batch + batch.len()).min(positions.len()), positions.len())?;
     }
     let full = blend.finish();
     let (fw, fplane) = (cols * p, rows * p * cols * p);

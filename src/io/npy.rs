@@ -4,20 +4,32 @@
 //! header is checked against the bytes actually present before anything is allocated.
 
 use crate::error::{Error, Result};
-use crate::floats::Stored;
+use crate::io::floats::Stored;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-const MAGIC: &[u8] = b"\x93NUMPY";
+/// First bytes of every `.npy` file.
+pub const MAGIC: &[u8] = b"\x93NUMPY";
 /// Header text longer than this is refused (NumPy itself writes well under 1 KiB).
 const MAX_HEADER: usize = 1 << 16;
 
 /// A float array read from or written to `.npy`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Values in C order.
     pub data: Vec<f32>,
+}
+
+impl core::fmt::Display for NpyArray {
+    /// A one-line summary: shape, min, max, mean.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (lo, hi) = self.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let mean = self.data.iter().map(|&v| v as f64).sum::<f64>() / self.data.len().max(1) as f64;
+        write!(f, "npy float array, shape {:?}, min {lo}, max {hi}, mean {mean}", self.shape)
+    }
 }
 
 fn bad(reason: impl Into<String>) -> Error {
