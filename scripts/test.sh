@@ -53,6 +53,17 @@ else
     echo "thumbv7em-none-eabihf is not installable here: no_std lint skipped"
 fi
 
+step "feature matrix: every feature set a user may pick builds"
+# The default set and the no_std set are built above; these add one capability each to std+flex,
+# plus the ndarray-only CPU build (cargo check: each set re-checks only the crates it changes).
+for features in std,flex std,flex,cli std,flex,checkpoint std,flex,onnx std,flex,embedded-models std,ndarray,cli; do
+    echo "-- $features"
+    cargo check -q -p ldmae --lib --bins --no-default-features --features "$features"
+done
+
 step "tests (flex and ndarray CPU backends, wgpu on lavapipe)"
 cargo test --release --workspace --features ndarray,wgpu
+
+step "C ABI: header, examples and tests under AddressSanitizer"
+bash scripts/ffi_check.sh
 step "done"

@@ -121,6 +121,27 @@ pub fn select_from_env() -> Result<Selected> {
     select(choice, var("LDMAE_DTYPE").map(|v| v.parse()).transpose()?)
 }
 
+/// Runs `work` on `selected`. When it fails in f16 with a non-finite result or a weight beyond
+/// f16's range, runs it again in f32 on the CPU after telling `warn` why (on a GPU), or asks for
+/// f32 (on the CPU, where f16 was requested explicitly).
+pub fn run_with_f32_fallback<T>(
+    selected: &Selected,
+    mut work: impl FnMut(&Device) -> Result<T>,
+    warn: impl FnOnce(&str),
+) -> Result<T> {
+    match work(&selected.device) {
+        Err(e @ (Error::NonFinite { .. } | Error::F16Range(_))) if selected.precision == Precision::F16 => {
+            if selected.cpu {
+                return Err(Error::Device(format!("{e} in f16 on the CPU: run again with --dtype f32")));
+            }
+            let retry = select(DeviceChoice::Cpu, Some(Precision::F32))?;
+            warn(&format!("{e} in f16 on {}; running again on {retry}", selected.name));
+            work(&retry.device)
+        }
+        result => result,
+    }
+}
+
 fn on_cpu(precision: Option<Precision>, why: &str) -> Result<Selected> {
     let precision = precision.unwrap_or(Precision::F32);
     let mut device = cpu();

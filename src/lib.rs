@@ -57,7 +57,7 @@ pub use codec::Codec;
 pub use device::{DeviceChoice, Selected};
 pub use diffusion::{LatentStats, SamplerConfig, SamplerOverrides};
 pub use error::{Error, Result};
-pub use io::image::RgbImage;
+pub use io::image::{PixelFormat, RgbImage};
 pub use model::{Dit, DitConfig, ModelSpec, Posterior, StackConfig, Vmae, VmaeConfig, WeightSource};
 pub use pipeline::Generator;
 pub use precision::Precision;

@@ -198,3 +198,44 @@ fn photo_tiles_blend_without_seams() {
     assert!(ratios[1] < 1.15, "seams with blending: {ratios:?}");
     assert!(ratios[0] > ratios[1], "blending does not help: {ratios:?}");
 }
+
+#[test]
+fn camera_buffers_compress_like_rgb_and_progress_can_cancel() {
+    let codec = Codec::new(&pack(Precision::F32), &device::cpu()).unwrap();
+    let img = picture(70, 40);
+    let rgb = codec.compress(&img).unwrap();
+    // The same picture as BGRA rows padded to 300 bytes, as a camera hands it over.
+    let stride = 300;
+    let mut bgra = vec![0u8; stride * img.height];
+    for (y, row) in img.pixels.chunks_exact(img.width * 3).enumerate() {
+        for (x, p) in row.chunks_exact(3).enumerate() {
+            bgra[y * stride + 4 * x..][..4].copy_from_slice(&[p[2], p[1], p[0], 7]);
+        }
+    }
+    let camera = RgbImage::from_raw(&bgra, img.width, img.height, stride, ldmae::PixelFormat::Bgra8).unwrap();
+    assert_eq!(codec.compress(&camera).unwrap(), rgb);
+    // 70x40 px is 9x5 cells; 4-cell tiles overlapping by 1: 3 x 2 tiles, batches of 4 and 2.
+    let mut calls = 0;
+    let stop = ldmae::Cancellable(|done, total| {
+        calls += 1;
+        assert_eq!((done, total), (4, 6));
+        false
+    });
+    assert_eq!(codec.compress_with(&img, stop).unwrap_err(), Error::Cancelled);
+    assert_eq!(calls, 1);
+    let stop = ldmae::Cancellable(|done, _| done < 4);
+    assert_eq!(codec.decompress_with(&rgb, stop).unwrap_err(), Error::Cancelled);
+}
+
+#[test]
+fn jpeg_photos_are_read() {
+    let png = ldmae::io::image::read_png(&repo_path("tests/fixtures/photo/building.png")).unwrap();
+    let jpg = ldmae::io::image::read_image(&repo_path("tests/fixtures/photo/building-q92.jpg")).unwrap();
+    assert_eq!((jpg.width, jpg.height), (png.width, png.height));
+    let se: f64 = jpg.pixels.iter().zip(&png.pixels).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let psnr = 10.0 * (255f64.powi(2) / (se / png.pixels.len() as f64)).log10();
+    // Pillow's decoder reads this file at 38.52 dB (tests/fixtures/photo/README.md); another
+    // correct decoder differs only in IDCT and chroma-upsampling rounding.
+    assert!(psnr > 38.0, "JPEG decoded at {psnr:.2} dB");
+    assert_eq!(ldmae::io::image::read_image(&repo_path("tests/fixtures/photo/building.png")).unwrap(), png);
+}

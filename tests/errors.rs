@@ -192,6 +192,27 @@ fn wrong_inputs_are_refused() {
     assert!(matches!(ldmae::io::image::tensor_to_images(pixels), Err(Error::NonFinite { .. })));
 }
 
+#[cfg(feature = "embedded-models")]
+#[test]
+fn a_generator_refuses_models_that_do_not_fit_and_noise_of_another_shape() {
+    let device = device::cpu();
+    let dit = Dit::load(
+        &Pack::from_bytes(&convert_dit(&fixture("dit.pt"), Some(stats()), Precision::F32).unwrap()).unwrap(),
+        &device,
+    )
+    .unwrap();
+    // The tiny DiT makes 4x4x4 latents; the Fashion-MNIST VMAE decodes 4x8x8.
+    let fashion = Vmae::load(&ldmae::weights::embedded::fashion_vmae().unwrap(), &device).unwrap();
+    let err = ldmae::Generator::new(dit.clone(), fashion).unwrap_err();
+    assert!(matches!(&err, Error::Config(m) if m.contains("4x4x4") && m.contains("4x8x8")), "{err}");
+    let generator = ldmae::Generator::new(dit, load_vmae(&vmae_pack_bytes()).unwrap()).unwrap();
+    let settings = generator.sampling(&ldmae::SamplerOverrides { steps: Some(1), ..Default::default() });
+    let noise = generator.noise(3, 0);
+    let err = generator.sample_latents(&[0, 1], noise, &settings, |_, _| {}).unwrap_err();
+    assert!(matches!(err, Error::InputShape { what: "initial noise", .. }), "{err}");
+    assert_eq!(generator.generate(&[0, 1], 0, &settings, |_, _| {}).unwrap().len(), 2);
+}
+
 #[test]
 fn pickled_code_is_refused_and_never_run() {
     // Made by export/reference/make_hostile.py: `os.system` / `eval` calls inside checkpoints.

@@ -6,9 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ldmae::codec::ldz::LdzFile;
 use ldmae::io::{image, npy};
 use ldmae::weights::{self, FileKind};
-use ldmae::{
-    Codec, DeviceChoice, Dit, Error, Generator, Pack, Precision, Result, SamplerOverrides, Selected, Vmae, device,
-};
+use ldmae::{Codec, DeviceChoice, Dit, Error, Generator, Pack, Precision, Result, SamplerOverrides, Vmae, device};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -28,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand, Clone)]
 enum Command {
-    /// Encode a PNG into a latent `.npy` (float32 NCHW): the posterior mean unless `--sample`.
+    /// Encode a PNG or JPEG into a latent `.npy` (float32 NCHW): the posterior mean unless `--sample`.
     Encode {
         #[arg(long)]
         vmae: PathBuf,
@@ -97,7 +95,7 @@ enum Command {
         #[arg(long)]
         latent: Option<PathBuf>,
     },
-    /// Compress a PNG of any size to a `.ldz` file.
+    /// Compress a PNG or JPEG of any size to a `.ldz` file.
     Compress {
         /// VMAE weights (default: the embedded photo VMAE).
         #[arg(long)]
@@ -191,22 +189,15 @@ fn tick(bar: &ProgressBar, done: usize, total: usize) {
     bar.set_position(done as u64);
 }
 
-/// Runs a model command on the chosen device. When f16 fails (a non-finite result or a weight
-/// beyond f16's range) on a GPU, runs it again in f32 on the CPU, saying so.
+/// Runs a model command on the chosen device (in f32 on the CPU again if f16 fails on a GPU).
 fn run_on_device(cli: Cli) -> Result<()> {
     let selected = device::select(cli.device, cli.dtype)?;
     eprintln!("device: {selected}");
-    match run(cli.command.clone(), &selected.device) {
-        Err(e @ (Error::NonFinite { .. } | Error::F16Range(_))) if selected.precision == Precision::F16 => {
-            if selected.cpu {
-                return Err(Error::Device(format!("{e} in f16 on the CPU: run again with --dtype f32")));
-            }
-            let retry: Selected = device::select(DeviceChoice::Cpu, Some(Precision::F32))?;
-            eprintln!("warning: {e} in f16 on {}; running again on {retry}", selected.name);
-            run(cli.command, &retry.device)
-        }
-        result => result,
-    }
+    device::run_with_f32_fallback(
+        &selected,
+        |device| run(cli.command.clone(), device),
+        |warning| eprintln!("warning: {warning}"),
+    )
 }
 
 fn run(command: Command, device: &Device) -> Result<()> {
@@ -214,7 +205,7 @@ fn run(command: Command, device: &Device) -> Result<()> {
     match command {
         Command::Encode { vmae, input, output, sample, seed, params } => {
             let vmae = load_vmae(&vmae, &device)?;
-            let img = image::read_png(&input)?;
+            let img = image::read_image(&input)?;
             let x = image::images_to_tensor(&[img], &device)?;
             let latent = if params {
                 let p = ldmae::Posterior::from_params(vmae.encode_params(x)?);
@@ -270,7 +261,7 @@ fn run(command: Command, device: &Device) -> Result<()> {
         Command::Compress { vmae, input, output, quality, overlap } => {
             let mut codec = open_codec(vmae.as_deref(), &device)?.with_quality(quality)?;
             codec.tiles.overlap = overlap.unwrap_or(codec.tiles.overlap);
-            let img = image::read_png(&input)?;
+            let img = image::read_image(&input)?;
             let bar = progress_bar(0, "compressing");
             let bytes = codec.compress_with(&img, |done, total| tick(&bar, done, total))?;
             bar.finish_and_clear();

@@ -50,9 +50,7 @@ impl Codec {
 
     /// The same codec at quality `q` in `1..=100`.
     pub fn with_quality(mut self, q: u8) -> Result<Self> {
-        if !(1..=100).contains(&q) {
-            return Err(Error::InputValue { what: "quality", reason: format!("{q} is outside 1..=100") });
-        }
+        check_quality(q)?;
         self.quality = q;
         Ok(self)
     }
@@ -74,8 +72,14 @@ impl Codec {
 
     /// [`Self::compress`], reporting `(tiles done, tiles)` to `progress`, which may cancel.
     pub fn compress_with(&self, image: &RgbImage, progress: impl Progress) -> Result<Vec<u8>> {
+        self.compress_at(image, self.quality, progress)
+    }
+
+    /// [`Self::compress_with`] at quality `quality` in `1..=100` instead of the codec's.
+    pub fn compress_at(&self, image: &RgbImage, quality: u8, progress: impl Progress) -> Result<Vec<u8>> {
+        check_quality(quality)?;
         let latent = tiling::encode(&self.vmae, image, &self.tiles, progress)?;
-        let (channels, symbols) = quantize(&latent, self.quality);
+        let (channels, symbols) = quantize(&latent, quality);
         let c = self.vmae.config();
         let header = Header {
             fingerprint: self.fingerprint,
@@ -84,7 +88,7 @@ impl Codec {
             patch: c.patch_size as u16,
             tile: c.grid() as u16,
             overlap: self.tiles.overlap as u16,
-            quality: self.quality,
+            quality,
             channels,
         };
         let payload = entropy_code(&header, &symbols)?;
@@ -119,6 +123,13 @@ impl Codec {
         let tiles = TileOptions { overlap: h.overlap as usize, batch: self.tiles.batch };
         tiling::decode(&self.vmae, &latent, h.width as usize, h.height as usize, &tiles, progress)
     }
+}
+
+fn check_quality(q: u8) -> Result<()> {
+    if !(1..=100).contains(&q) {
+        return Err(Error::InputValue { what: "quality", reason: format!("{q} is outside 1..=100") });
+    }
+    Ok(())
 }
 
 /// The dequantised latent of a parsed `.ldz` file (no network involved).

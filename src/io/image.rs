@@ -27,6 +27,68 @@ impl RgbImage {
     }
 }
 
+/// How the bytes of one pixel are laid out in a camera-style buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Red, green, blue.
+    Rgb8,
+    /// Red, green, blue, alpha (alpha ignored on input, 255 on output).
+    Rgba8,
+    /// Blue, green, red, alpha (Android bitmaps, iOS `CVPixelBuffer`s).
+    Bgra8,
+}
+
+impl PixelFormat {
+    /// Bytes per pixel.
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::Rgb8 => 3,
+            PixelFormat::Rgba8 | PixelFormat::Bgra8 => 4,
+        }
+    }
+}
+
+impl RgbImage {
+    /// Copies an image out of a buffer of `height` rows, `stride` bytes apart, each starting with
+    /// `width` pixels in `format` (rows may be padded, as camera frames often are).
+    pub fn from_raw(pixels: &[u8], width: usize, height: usize, stride: usize, format: PixelFormat) -> Result<Self> {
+        let bpp = format.bytes_per_pixel();
+        let row = width.checked_mul(bpp).ok_or_else(|| Error::Image(format!("{width} pixels per row overflow")))?;
+        if width == 0 || height == 0 {
+            return Err(Error::Image(format!("a {width}x{height} image is empty")));
+        }
+        if stride < row {
+            return Err(Error::Image(format!("stride {stride} is below {width} pixels of {bpp} bytes")));
+        }
+        let needed = (height - 1).checked_mul(stride).and_then(|n| n.checked_add(row));
+        if needed.is_none_or(|n| pixels.len() < n) {
+            return Err(Error::Image(format!(
+                "{} bytes for {height} rows of stride {stride} ({row} bytes of pixels each)",
+                pixels.len()
+            )));
+        }
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        for y in 0..height {
+            for p in pixels[y * stride..y * stride + row].chunks_exact(bpp) {
+                match format {
+                    PixelFormat::Rgb8 | PixelFormat::Rgba8 => rgb.extend_from_slice(&p[..3]),
+                    PixelFormat::Bgra8 => rgb.extend_from_slice(&[p[2], p[1], p[0]]),
+                }
+            }
+        }
+        Self::new(width, height, rgb)
+    }
+
+    /// The pixels tightly packed in `format` (alpha 255).
+    pub fn to_format(&self, format: PixelFormat) -> Vec<u8> {
+        match format {
+            PixelFormat::Rgb8 => self.pixels.clone(),
+            PixelFormat::Rgba8 => self.pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+            PixelFormat::Bgra8 => self.pixels.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0], 255]).collect(),
+        }
+    }
+}
+
 /// Model input `[N, 3, H, W]` in `[-1, 1]` from same-sized images: `(v/255 − 0.5)/0.5` in f32,
 /// as `ToTensor` + `Normalize(0.5, 0.5)` compute it.
 pub fn images_to_tensor(images: &[RgbImage], device: &Device) -> Result<Tensor<4>> {
@@ -145,6 +207,30 @@ mod png_io {
         RgbImage::new(w as usize, h as usize, pixels)
     }
 
+    /// Reads a baseline or progressive JPEG (grey, YCbCr, CMYK) as 8-bit RGB.
+    pub fn read_jpeg(path: &Path) -> Result<RgbImage> {
+        use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: &dyn std::fmt::Display| Error::Image(format!("{}: {e}", path.display()));
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+            .set_max_width(MAX_SIDE as usize)
+            .set_max_height(MAX_SIDE as usize);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(&bytes), options);
+        let pixels = decoder.decode().map_err(|e| bad(&e))?;
+        let info = decoder.info().ok_or_else(|| bad(&"no JPEG header"))?;
+        RgbImage::new(info.width as usize, info.height as usize, pixels)
+    }
+
+    /// Reads a PNG or a JPEG (told apart by their first bytes) as 8-bit RGB.
+    pub fn read_image(path: &Path) -> Result<RgbImage> {
+        use std::io::Read;
+        let mut head = [0u8; 3];
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = file.read(&mut head).map_err(|e| Error::io(path, e))?;
+        if head[..n] == [0xff, 0xd8, 0xff] { read_jpeg(path) } else { read_png(path) }
+    }
+
     /// Writes an 8-bit RGB PNG.
     pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
@@ -159,7 +245,7 @@ mod png_io {
 }
 
 #[cfg(feature = "std")]
-pub use png_io::{read_png, write_png};
+pub use png_io::{read_image, read_jpeg, read_png, write_png};
 
 #[cfg(test)]
 mod tests {
@@ -186,6 +272,23 @@ mod tests {
     fn nan_pixels_are_an_error() {
         let t = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN; 3], [1, 3, 1, 1]), &crate::device::cpu());
         assert_eq!(tensor_to_images(t), Err(Error::NonFinite { what: "decoded pixels" }));
+    }
+
+    #[test]
+    fn camera_buffers_are_read_with_stride_and_channel_order() {
+        // 2x2 BGRA with 3 bytes of row padding.
+        let bgra = [3, 2, 1, 9, 6, 5, 4, 9, 0, 0, 0, 30, 20, 10, 9, 60, 50, 40, 9, 0, 0, 0];
+        let im = RgbImage::from_raw(&bgra, 2, 2, 11, PixelFormat::Bgra8).unwrap();
+        assert_eq!(im.pixels, vec![1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60]);
+        assert_eq!(im.to_format(PixelFormat::Bgra8)[..8], [3, 2, 1, 255, 6, 5, 4, 255]);
+        assert_eq!(im.to_format(PixelFormat::Rgba8)[4..8], [4, 5, 6, 255]);
+        let rgba = RgbImage::from_raw(&im.to_format(PixelFormat::Rgba8), 2, 2, 8, PixelFormat::Rgba8).unwrap();
+        assert_eq!(rgba, im);
+        // The last row needs only its pixels, not a whole stride; one byte less is an error.
+        assert!(RgbImage::from_raw(&bgra[..19], 2, 2, 11, PixelFormat::Bgra8).is_ok());
+        for (len, w, h, stride) in [(18, 2, 2, 11), (22, 2, 2, 7), (22, 0, 2, 11), (22, usize::MAX, 1, 11)] {
+            assert!(matches!(RgbImage::from_raw(&bgra[..len], w, h, stride, PixelFormat::Bgra8), Err(Error::Image(_))));
+        }
     }
 
     #[test]
