@@ -19,8 +19,9 @@ if [ ! -f /usr/include/zlib.h ]; then  # the examples' PNG helper
     $SUDO apt-get install -y -q zlib1g-dev
 fi
 
-# The same features as the test build, so that this reuses its artifacts.
-cargo build -q --release --workspace --features ndarray,wgpu --lib --bins
+# The targets and features of the test build (dev-dependencies included), so that this reuses its
+# artifacts and only links the C library.
+cargo build -q --release --workspace --features ndarray,wgpu --lib --bins --tests --examples
 libs="$TARGET/libldmae.a -lz -lm -lpthread -ldl -lrt -lutil -lgcc_s"
 cc -std=c99 -Wall -Wextra -Werror -O1 -Iffi/include ffi/examples/compress.c $libs -o "$tmp/compress"
 c++ -std=c++17 -Wall -Wextra -Werror -O1 -Iffi/include ffi/examples/generate.cpp $libs -o "$tmp/generate"

@@ -9,30 +9,31 @@
 #include <string.h>
 #include <zlib.h>
 
-static uint32_t png_be32(const uint8_t *p) {
+static inline uint32_t png_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-static void png_put32(uint8_t *p, uint32_t v) {
+static inline void png_put32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
-static int png_paeth(int a, int b, int c) {
+static inline int png_paeth(int a, int b, int c) {
     int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
     return (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
 }
 
 /* Reads `path` into a malloc'ed buffer of *height rows of *width pixels, *channels (3 or 4)
  * bytes each, tightly packed. Returns NULL on any failure. */
-static uint8_t *png_read(const char *path, uint32_t *width, uint32_t *height, uint32_t *channels) {
+static inline uint8_t *png_read(const char *path, uint32_t *width, uint32_t *height, uint32_t *channels) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *file = malloc(size > 0 ? (size_t)size : 1), *idat = NULL, *raw = NULL, *out = NULL;
-    size_t idat_len = 0, at = 8;
+    uint8_t *file = (uint8_t *)malloc(size > 0 ? (size_t)size : 1), *idat = NULL, *raw = NULL, *out = NULL;
+    size_t idat_len = 0, at = 8, row = 0;
     uint32_t w = 0, h = 0, ch = 0;
+    uLongf raw_len = 0;
     if (!file || fread(file, 1, (size_t)size, f) != (size_t)size || size < 8 || memcmp(file, "\x89PNG", 4)) goto done;
     while (at + 12 <= (size_t)size) {
         uint32_t len = png_be32(file + at);
@@ -43,7 +44,7 @@ static uint8_t *png_read(const char *path, uint32_t *width, uint32_t *height, ui
             ch = data[9] == 2 ? 3 : data[9] == 6 ? 4 : 0;
             if (data[8] != 8 || !ch || data[12] != 0 || !w || !h || w > 16384 || h > 16384) goto done;
         } else if (!memcmp(type, "IDAT", 4)) {
-            uint8_t *grown = realloc(idat, idat_len + len);
+            uint8_t *grown = (uint8_t *)realloc(idat, idat_len + len);
             if (!grown) goto done;
             idat = grown;
             memcpy(idat + idat_len, data, len);
@@ -52,10 +53,10 @@ static uint8_t *png_read(const char *path, uint32_t *width, uint32_t *height, ui
         at += 12 + len;
     }
     if (!ch || !idat) goto done;
-    size_t row = (size_t)w * ch;
-    uLongf raw_len = (uLongf)(h * (row + 1));
-    raw = malloc(raw_len);
-    out = malloc(h * row);
+    row = (size_t)w * ch;
+    raw_len = (uLongf)(h * (row + 1));
+    raw = (uint8_t *)malloc(raw_len);
+    out = (uint8_t *)malloc(h * row);
     if (!raw || !out || uncompress(raw, &raw_len, idat, (uLong)idat_len) != Z_OK || raw_len != h * (row + 1)) {
         free(out);
         out = NULL;
@@ -77,7 +78,7 @@ done:
     return out;
 }
 
-static void png_chunk(FILE *f, const char *type, const uint8_t *data, uint32_t len) {
+static inline void png_chunk(FILE *f, const char *type, const uint8_t *data, uint32_t len) {
     uint8_t head[8];
     png_put32(head, len);
     memcpy(head + 4, type, 4);
@@ -88,11 +89,11 @@ static void png_chunk(FILE *f, const char *type, const uint8_t *data, uint32_t l
 }
 
 /* Writes tightly packed 8-bit pixels (3 or 4 channels) as a PNG. Returns 0 on success. */
-static int png_write(const char *path, const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels) {
+static inline int png_write(const char *path, const uint8_t *pixels, uint32_t width, uint32_t height, uint32_t channels) {
     size_t row = (size_t)width * channels;
-    uint8_t *raw = malloc(height * (row + 1));
+    uint8_t *raw = (uint8_t *)malloc(height * (row + 1));
     uLongf packed_len = compressBound((uLong)(height * (row + 1)));
-    uint8_t *packed = malloc(packed_len);
+    uint8_t *packed = (uint8_t *)malloc(packed_len);
     FILE *f = fopen(path, "wb");
     int status = -1;
     if (raw && packed && f) {

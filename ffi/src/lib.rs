@@ -240,7 +240,9 @@ unsafe fn configure(opts: *const LdmaeOptions) -> Result<(burn::tensor::Device, 
     // SAFETY: NULL or a valid pointer.
     let o = unsafe { opts.as_ref() }.copied().unwrap_or(DEFAULT_OPTIONS);
     let choice = match o.device {
-        0 => DeviceChoice::Auto,
+        // Without this crate's `wgpu` feature there is no GPU to look for.
+        0 if cfg!(feature = "wgpu") => DeviceChoice::Auto,
+        0 => DeviceChoice::Cpu,
         1 => DeviceChoice::Cpu,
         2 => DeviceChoice::Wgpu,
         d => return Err(invalid(format!("options.device {d} is not 0 (auto), 1 (cpu) or 2 (gpu)"))),

@@ -243,19 +243,20 @@ static void test_codec(const char *out_dir) {
 
 static void test_vmae(const char *tiny, double tolerance, const char *out_dir) {
     LdmaeVmae *vmae = NULL;
-    EXPECT(ldmae_vmae_open(join(tiny, "latents_stats.pt"), NULL, &vmae), LDMAE_INVALID_DATA);
+    LdmaeOptions opts;
+    ldmae_options_default(&opts);
+    opts.device = 1;
+    EXPECT(ldmae_vmae_open(join(tiny, "latents_stats.pt"), &opts, &vmae), LDMAE_INVALID_DATA);
     size_t len = 0;
     uint8_t *ckpt = read_file(join(tiny, "vmae.pth"), &len);
     CHECK(ckpt != NULL, "read vmae.pth");
     char cut_path[4096];
     snprintf(cut_path, sizeof cut_path, "%s", join(out_dir, "cut.pth"));
     if (ckpt && write_file(cut_path, ckpt, len / 2) == 0)
-        EXPECT(ldmae_vmae_open(cut_path, NULL, &vmae), LDMAE_INVALID_DATA);
+        EXPECT(ldmae_vmae_open(cut_path, &opts, &vmae), LDMAE_INVALID_DATA);
     free(ckpt);
+    EXPECT(ldmae_vmae_open(join(tiny, "vmae.pth"), NULL, NULL), LDMAE_INVALID_ARGUMENT);
 
-    LdmaeOptions opts;
-    ldmae_options_default(&opts);
-    opts.device = 1;
     if (ldmae_vmae_open(join(tiny, "vmae.pth"), &opts, &vmae) != LDMAE_OK) {
         CHECK(0, "open the tiny VMAE checkpoint");
         return;
