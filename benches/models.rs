@@ -33,7 +33,7 @@ fn sync(t: Tensor<4>) -> f32 {
 }
 
 fn benches(c: &mut Criterion) {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let Some(dir) = fixtures() else { return };
     let selected = device::select_from_env().unwrap();
     eprintln!("device: {selected}");

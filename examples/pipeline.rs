@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn main() -> ldmae::Result<()> {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tiny = root.join("tests/fixtures/tiny");
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();

@@ -20,7 +20,7 @@ fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
 }
 
 fn main() -> ldmae::Result<()> {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(input) = args.first().map(PathBuf::from) else {
         eprintln!("usage: roundtrip PHOTO.png [QUALITY 1..100]");

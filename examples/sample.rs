@@ -20,7 +20,7 @@ const CLASSES: [&str; 10] =
     ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
 
 fn main() -> ldmae::Result<()> {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map(String::as_str).unwrap_or("2step");
     let number = |i: usize, default: u64| args.get(i).map_or(Ok(default), |a| a.parse::<u64>());

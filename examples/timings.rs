@@ -33,7 +33,7 @@ fn input(dir: &Path, name: &str, device: &burn::tensor::Device) -> ldmae::Result
 }
 
 fn main() -> ldmae::Result<()> {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some([fixtures, inputs, model, repeat]), rest) = (args.get(..4), args.get(4..).unwrap_or_default()) else {
         eprintln!("usage: timings FIXTURES INPUTS vmae_encode|vmae_decode|dit_b1|dit_b2 REPEAT [DEVICE [DTYPE]]");

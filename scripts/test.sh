@@ -55,10 +55,10 @@ fi
 
 step "feature matrix: every feature set a user may pick builds"
 # The default set and the no_std set are built above; these add one capability each to std+flex,
-# plus the ndarray-only CPU build (cargo check: each set re-checks only the crates it changes).
+# plus the ndarray-only CPU build (each set re-checks only the crates whose features it changes).
 for features in std,flex std,flex,cli std,flex,checkpoint std,flex,onnx std,flex,embedded-models std,ndarray,cli; do
     echo "-- $features"
-    cargo check -q -p ldmae --lib --bins --no-default-features --features "$features"
+    cargo clippy -q -p ldmae --lib --bins --no-default-features --features "$features" -- -D warnings
 done
 
 step "tests (flex and ndarray CPU backends, wgpu on lavapipe)"

@@ -27,7 +27,7 @@
 //!
 //! Threads: a model holds its weights on one device and is used from one thread at a time;
 //! separate models on separate threads run independently and give the same results as one
-//! thread. The library never changes process-wide settings ([`malloc`] is an explicit opt-in
+//! thread. The library never changes process-wide settings ([`process`] is an explicit opt-in
 //! for programs).
 //!
 //! Without the default `std` feature the crate is `#![no_std]` + `alloc`: models, sampler and
@@ -45,11 +45,11 @@ mod error;
 pub mod io;
 #[cfg(all(feature = "flex", feature = "std"))]
 mod kernels;
-#[cfg(feature = "std")]
-pub mod malloc;
 pub mod model;
 mod pipeline;
 mod precision;
+#[cfg(feature = "std")]
+pub mod process;
 mod progress;
 pub mod weights;
 

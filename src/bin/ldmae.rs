@@ -296,7 +296,7 @@ fn info(path: &Path) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    ldmae::malloc::keep_freed_buffers();
+    ldmae::process::setup();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Info { file } => info(file),

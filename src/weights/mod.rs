@@ -78,27 +78,27 @@ mod files {
 
     /// The VMAE tensors of a checkpoint (its `model` entry) or of an ONNX encoder/decoder pair.
     pub fn vmae_state_dict(path: &Path, o: VmaeOverrides) -> Result<StateDict> {
-        let sd = match file_kind(path)? {
+        let sd: Result<StateDict> = match file_kind(path)? {
             #[cfg(feature = "checkpoint")]
-            FileKind::Torch => super::checkpoint::open(path, &["model"])?,
+            FileKind::Torch => super::checkpoint::open(path, &["model"]),
             #[cfg(feature = "onnx")]
-            FileKind::Onnx => super::onnx::open_vmae(path)?,
-            kind => return Err(unsupported(path, kind)),
+            FileKind::Onnx => super::onnx::open_vmae(path),
+            kind => Err(unsupported(path, kind)),
         };
-        Ok(sd.as_vmae(o))
+        Ok(sd?.as_vmae(o))
     }
 
     /// The DiT tensors of a checkpoint (`ema` first) or of an ONNX graph, with latent statistics
     /// (`stats`, else those the file records).
     pub fn dit_state_dict(path: &Path, stats: Option<LatentStats>) -> Result<StateDict> {
-        let sd = match file_kind(path)? {
+        let sd: Result<StateDict> = match file_kind(path)? {
             #[cfg(feature = "checkpoint")]
-            FileKind::Torch => super::checkpoint::open(path, &["ema", "model"])?,
+            FileKind::Torch => super::checkpoint::open(path, &["ema", "model"]),
             #[cfg(feature = "onnx")]
-            FileKind::Onnx => super::onnx::open_dit(path)?,
-            kind => return Err(unsupported(path, kind)),
+            FileKind::Onnx => super::onnx::open_dit(path),
+            kind => Err(unsupported(path, kind)),
         };
-        Ok(sd.as_dit(stats))
+        Ok(sd?.as_dit(stats))
     }
 
     /// The model in a checkpoint or ONNX export: its VMAE if it holds one, else its DiT.

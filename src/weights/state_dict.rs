@@ -82,12 +82,14 @@ impl StateDict {
     }
 
     /// Heads recorded by the file (encoder, decoder).
+    #[cfg(feature = "onnx")]
     pub(crate) fn with_recorded_heads(mut self, heads: (Option<usize>, Option<usize>)) -> Self {
         self.heads = heads;
         self
     }
 
     /// Latent statistics recorded by the file.
+    #[cfg(feature = "onnx")]
     pub(crate) fn with_recorded_stats(mut self, stats: Option<LatentStats>) -> Self {
         self.stats = stats;
         self

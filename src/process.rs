@@ -1,5 +1,5 @@
-//! An opt-in allocator setting for programs (the CLI, the examples and the benchmarks call it; the
-//! library never does, since it is process-wide).
+//! Opt-in process-wide settings for programs: the CLI, the examples and the benchmarks call
+//! [`setup`]; the library itself never changes the process behind an app's back.
 //!
 //! glibc's `malloc` serves every block above 128 KiB (a dynamic threshold, up to 32 MiB) with a
 //! fresh `mmap` and unmaps it on `free`, and trims the heap top above 128 KiB; the CPU backend
@@ -21,4 +21,21 @@ pub fn keep_freed_buffers() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
+}
+
+/// Points `XDG_RUNTIME_DIR` at the temporary directory when it is unset (a headless machine), so
+/// that looking for a GPU does not make Mesa's Vulkan driver print `error: XDG_RUNTIME_DIR is
+/// invalid or not set` before a normal CPU run (it finds no display server there, silently).
+/// Call at start-up, before any thread is started.
+pub fn quiet_gpu_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: called at start-up, while the program has a single thread.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
+/// Both settings: [`keep_freed_buffers`] and [`quiet_gpu_probe`]. Call first thing in `main`.
+pub fn setup() {
+    keep_freed_buffers();
+    quiet_gpu_probe();
 }
