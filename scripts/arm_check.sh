@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds the CPU test suite for aarch64 Linux (Jetson, ARM servers) and runs it under
 # qemu-aarch64, so the NEON variants of the CPU kernels are checked against their references.
-# Not part of scripts/test.sh yet: a cold run is one more full release build (see docs/apps.md).
+# Part of scripts/test.sh: about 9 minutes cold here (6 of them building), 2–4 warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then

@@ -66,4 +66,7 @@ cargo test --release --workspace --features ndarray,wgpu
 
 step "C ABI: header, examples and tests under AddressSanitizer"
 bash scripts/ffi_check.sh
+
+step "aarch64: the CPU tests cross-built and run under qemu (NEON kernel variants)"
+bash scripts/arm_check.sh
 step "done"
