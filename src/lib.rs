@@ -62,4 +62,4 @@ pub use model::{Dit, DitConfig, ModelSpec, Posterior, StackConfig, Vmae, VmaeCon
 pub use pipeline::Generator;
 pub use precision::Precision;
 pub use progress::{Cancellable, Progress};
-pub use weights::{Pack, PackWriter};
+pub use weights::{Pack, PackWriter, Storage};

@@ -15,9 +15,6 @@ pub enum Precision {
     F32,
 }
 
-/// Largest finite f16 value: weights beyond it cannot be loaded onto an f16 device.
-pub(crate) const F16_MAX: f32 = 65504.0;
-
 impl Precision {
     /// The spelling used in packs and on command lines (`f16` / `f32`).
     pub fn as_str(self) -> &'static str {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Tol, full};
-use ldmae::Precision;
+use ldmae::{Precision, Storage};
 
 #[test]
 fn full_size_vmae_dit_and_sampling_match_reference() {
@@ -36,4 +36,12 @@ fn full_size_onnx_route_gives_the_checkpoint_pack() {
     let stats = ldmae::weights::checkpoint::latent_stats(&f.path("latents_stats.pt")).unwrap();
     let via_onnx = convert_dit(&onnx("dit.onnx"), Some(stats.clone()), Precision::F32).unwrap();
     common::assert_same_pack(&via_onnx, &convert_dit(&f.path("dit.pt"), Some(stats), Precision::F32).unwrap());
+}
+
+/// int8 packs of the official-size models against the f32 reference: within 4% of each
+/// output's scale (measured ≤ 2.5%, the guided sample's latent; decoded pixels: rms 0.010 on
+/// [-1, 1], i.e. 46 dB). int4 is measured in docs/performance.md, not here (minutes of CPU).
+#[test]
+fn full_size_int8_packs_stay_close() {
+    full().check_models(Storage::Int8, Storage::Int8, Tol::Weights(4e-2));
 }

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ldmae::weights::{VmaeOverrides, checkpoint, convert};
-use ldmae::{Pack, Precision, SamplerConfig};
+use ldmae::{Pack, SamplerConfig, Storage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -21,9 +21,10 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
-        /// Storage precision: f16 or f32.
+        /// Storage: f16, f32, int8 (matrices and convolutions, a scale per output channel) or
+        /// int4 (blocks of 32).
         #[arg(long, default_value = "f16")]
-        dtype: Precision,
+        dtype: Storage,
         /// Encoder attention heads (not visible in the weights; default width/16).
         #[arg(long)]
         heads: Option<usize>,
@@ -39,9 +40,10 @@ enum Command {
         stats: Option<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
-        /// Storage precision: f16 or f32.
+        /// Storage: f16, f32, int8 (matrices and convolutions, a scale per output channel) or
+        /// int4 (blocks of 32).
         #[arg(long, default_value = "f16")]
-        dtype: Precision,
+        dtype: Storage,
         /// Record a recommended sampling schedule (e.g. of a distilled model): Euler steps.
         #[arg(long)]
         steps: Option<usize>,
@@ -82,7 +84,7 @@ fn run(cli: Cli) -> ldmae::Result<()> {
                         cfg_interval_start: cfg_interval,
                         cfg_channels: cfg_channels.unwrap_or_else(|| SamplerConfig::default().cfg_channels),
                     };
-                    Pack::from_bytes(&bytes)?.with_sampling(s)?
+                    Pack::from_vec(bytes)?.with_sampling(s)?
                 }
                 None => bytes,
             };
@@ -97,7 +99,7 @@ fn run(cli: Cli) -> ldmae::Result<()> {
         pack.model().kind(),
         pack.tensor_shapes().count(),
         pack.num_elements(),
-        pack.precision()
+        pack.storage()
     );
     Ok(())
 }

@@ -10,7 +10,7 @@ pub const PHOTO_VMAE: &[u8] = include_bytes!("../../assets/vmae-photo.pack");
 
 /// The photo VMAE as a parsed pack.
 pub fn photo_vmae() -> Result<Pack> {
-    Pack::from_bytes(PHOTO_VMAE)
+    Pack::from_static(PHOTO_VMAE)
 }
 
 /// The Fashion-MNIST VMAE (f16): 32² grey-as-RGB images ↔ 4×8×8 latents.
@@ -24,10 +24,10 @@ pub const FASHION_DIT: &[u8] = include_bytes!("../../assets/dit-fashion-2step.pa
 
 /// The Fashion-MNIST VMAE as a parsed pack.
 pub fn fashion_vmae() -> Result<Pack> {
-    Pack::from_bytes(FASHION_VMAE)
+    Pack::from_static(FASHION_VMAE)
 }
 
 /// The 2-step Fashion-MNIST DiT as a parsed pack.
 pub fn fashion_dit() -> Result<Pack> {
-    Pack::from_bytes(FASHION_DIT)
+    Pack::from_static(FASHION_DIT)
 }

@@ -20,10 +20,12 @@ pub mod embedded;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 mod pack;
+mod quant;
 #[cfg(feature = "std")]
 mod state_dict;
 
 pub use pack::{FORMAT_VERSION, Pack, PackWriter};
+pub use quant::Storage;
 #[cfg(feature = "std")]
 pub use state_dict::{SourceTensor, StateDict, VmaeOverrides};
 

@@ -1,5 +1,6 @@
 //! The weight pack: one burnpack container holding a model's configuration, its latent
-//! statistics (DiT) and its named tensors in f16 or f32.
+//! statistics (DiT) and its named tensors in f16 or f32, or with matrices and convolutions in
+//! int8 / int4 ([`Storage`], schemes in `quant`).
 //!
 //! Tensors carry the official state-dict names (`blocks.3.attn.qkv.weight`, …) in the model
 //! layout of [`WeightSource`]: linear weights `[in, out]`, i.e. transposed relative to PyTorch;
@@ -7,9 +8,10 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `ldmae.format` | `1` |
+//! | `ldmae.format` | `1` for float packs, `2` for quantised ones (older readers refuse them) |
 //! | `ldmae.kind` | `vmae` or `dit` |
-//! | `ldmae.dtype` | `f16` or `f32` (every tensor has this type) |
+//! | `ldmae.dtype` | `f16` or `f32` (every tensor has this type), `int8` or `int4` (the rest f16) |
+//! | `ldmae.quantized` | quantised packs: the model-layout shape of each quantised tensor, by name; its codes are stored under the name (`I8` for int8, `U8` `[blocks, 16]` for int4), its f16 scales under `NAME@scales` |
 //! | `ldmae.config` | the `VmaeConfig` or `DitConfig` as JSON |
 //! | `ldmae.latent_stats` | DiT only: [`LatentStats`] as JSON |
 //! | `ldmae.sampling` | DiT only, optional: recommended [`SamplerConfig`] as JSON |
@@ -20,17 +22,27 @@ use crate::diffusion::{LatentStats, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::io::floats::Stored;
 use crate::model::{DitConfig, ModelSpec, VmaeConfig, WeightSource};
+use super::quant::{self, Quantized, Storage};
 use crate::precision::Precision;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use burn::tensor::TensorData;
 use burn_pack::{Bytes, DType};
 use core::fmt;
+use half::f16;
 use serde::Serialize;
 
-/// Version written to and accepted from `ldmae.format`.
-pub const FORMAT_VERSION: &str = "1";
+/// Newest version of `ldmae.format`: written for quantised packs; `1` (float packs) still is
+/// written and read.
+pub const FORMAT_VERSION: &str = "2";
+
+/// The `ldmae.format` of packs without quantised tensors, which readers before int8 also read.
+const FLOAT_FORMAT_VERSION: &str = "1";
+
+/// Suffix of the tensor holding a quantised tensor's scales.
+const SCALES: &str = "@scales";
 
 fn burn_dtype(p: Precision) -> DType {
     match p {
@@ -39,13 +51,44 @@ fn burn_dtype(p: Precision) -> DType {
     }
 }
 
-/// A parsed weight pack. Tensor bytes stay where they are (memory or file) until used.
+/// A parsed weight pack. Tensor bytes stay where they are (memory, file or a `'static` slice)
+/// until used.
 pub struct Pack {
     spec: ModelSpec,
-    dtype: Precision,
+    storage: Storage,
     source: Option<String>,
     tensors: BTreeMap<String, burn_pack::Tensor>,
     checksums: BTreeMap<String, u32>,
+    /// Model-layout shapes of the quantised tensors.
+    quantized: BTreeMap<String, Vec<usize>>,
+}
+
+/// A float type models are loaded as: f32 or f16.
+trait DeviceFloat: Copy + Default + burn::tensor::Element {
+    fn from_f32(v: f32) -> Self;
+    fn from_f16(v: f16) -> Self;
+}
+
+impl DeviceFloat for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn from_f16(v: f16) -> Self {
+        v.to_f32()
+    }
+}
+
+impl DeviceFloat for f16 {
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    fn from_f16(v: f16) -> Self {
+        v
+    }
+}
+
+fn f16s(bytes: &[u8]) -> Vec<f16> {
+    bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()
 }
 
 fn pack_err(e: burn_pack::Error) -> Error {
@@ -53,10 +96,21 @@ fn pack_err(e: burn_pack::Error) -> Error {
 }
 
 impl Pack {
-    /// Parses a pack held in memory (e.g. from `include_bytes!`).
+    /// Parses a pack held in memory, copying it; see [`Self::from_static`] and [`Self::from_vec`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(pack_err)?;
-        Self::from_reader(reader)
+        Self::from_vec(bytes.to_vec())
+    }
+
+    /// Parses a pack, taking ownership of its bytes (no copy).
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_reader(burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(pack_err)?)
+    }
+
+    /// Parses a pack that lives for the whole program (`include_bytes!`, a memory-mapped file):
+    /// tensors are read from it in place, never copied as a whole.
+    pub fn from_static(bytes: &'static [u8]) -> Result<Self> {
+        let shared = Bytes::from_shared(bytes::Bytes::from_static(bytes), burn::tensor::AllocationProperty::Other);
+        Self::from_reader(burn_pack::Reader::from_bytes(shared).map_err(pack_err)?)
     }
 
     /// Opens a pack file; tensor data is read lazily.
@@ -79,33 +133,50 @@ impl Pack {
             })
         };
         let version = get("ldmae.format")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FLOAT_FORMAT_VERSION {
             return Err(Error::PackMetadata {
                 key: "ldmae.format".into(),
-                reason: format!("unsupported version `{version}` (this build reads {FORMAT_VERSION})"),
+                reason: format!(
+                    "unsupported version `{version}` (this build reads {FLOAT_FORMAT_VERSION} and {FORMAT_VERSION})"
+                ),
             });
         }
         let dtype = get("ldmae.dtype")?;
-        let dtype: Precision = dtype.parse().map_err(|_| Error::PackMetadata {
+        let storage: Storage = dtype.parse().map_err(|_| Error::PackMetadata {
             key: "ldmae.dtype".into(),
-            reason: format!("unknown dtype `{dtype}` (expected f16 or f32)"),
+            reason: format!("unknown dtype `{dtype}` (expected f16, f32, int8 or int4)"),
         })?;
         let spec = parse_spec(get("ldmae.kind")?, &|k| get(k).cloned(), meta.get("ldmae.sampling"))?;
-        let checksums: BTreeMap<String, u32> = serde_json::from_str(get("ldmae.checksums")?)
-            .map_err(|e| Error::PackMetadata { key: "ldmae.checksums".into(), reason: e.to_string() })?;
-        let tensors = reader.into_tensors().map_err(pack_err)?;
-        let tensors = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-        Ok(Self { spec, dtype, source: meta.get("ldmae.source").cloned(), tensors, checksums })
+        let checksums: BTreeMap<String, u32> = json("ldmae.checksums", get("ldmae.checksums")?)?;
+        let quantized: BTreeMap<String, Vec<usize>> = match storage.is_quantized() {
+            true => json("ldmae.quantized", get("ldmae.quantized")?)?,
+            false => BTreeMap::new(),
+        };
+        let tensors: BTreeMap<String, burn_pack::Tensor> =
+            reader.into_tensors().map_err(pack_err)?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        for (name, shape) in &quantized {
+            let scales = format!("{name}{SCALES}");
+            if !tensors.contains_key(name) || !tensors.contains_key(&scales) || !quant::quantizable(name, shape) {
+                return Err(Error::PackMetadata {
+                    key: "ldmae.quantized".into(),
+                    reason: format!("`{name}` is not a quantisable tensor with codes and scales in the pack"),
+                });
+            }
+        }
+        Ok(Self { spec, storage, source: meta.get("ldmae.source").cloned(), tensors, checksums, quantized })
     }
 
-    /// Names and shapes of all tensors, sorted by name.
+    /// Names and model-layout shapes of all tensors, sorted by name.
     pub fn tensor_shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.tensors.iter().map(|(n, t)| (n.as_str(), t.shape.as_slice()))
+        self.tensors.iter().filter(|(n, _)| !n.ends_with(SCALES)).map(|(n, t)| {
+            let shape = self.quantized.get(n).map_or(t.shape.as_slice(), Vec::as_slice);
+            (n.as_str(), shape)
+        })
     }
 
-    /// Total element count of all tensors.
+    /// Total element count of all tensors (the model's parameters).
     pub fn num_elements(&self) -> usize {
-        self.tensors.values().map(|t| t.shape.as_slice().iter().product::<usize>()).sum()
+        self.tensor_shapes().map(|(_, shape)| shape.iter().product::<usize>()).sum()
     }
 
     /// The model the pack is for.
@@ -114,8 +185,8 @@ impl Pack {
     }
 
     /// How the tensors are stored.
-    pub fn precision(&self) -> Precision {
-        self.dtype
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
 
     /// What the pack was converted from (free text).
@@ -130,11 +201,24 @@ impl Pack {
             return Err(Error::WrongKind { expected: "dit", found: self.spec.kind().into() });
         };
         let spec = ModelSpec::Dit { config: *config, stats: stats.clone(), sampling: Some(sampling) };
-        PackWriter::from_weights(self, spec, self.dtype, self.source.clone().unwrap_or_default())?.to_bytes()
+        let writer = PackWriter {
+            spec,
+            storage: self.storage,
+            source: self.source.clone().unwrap_or_default(),
+            tensors: self.tensors.values().cloned().collect(),
+            checksums: self.checksums.clone(),
+            quantized: self.quantized.clone(),
+        };
+        writer.to_bytes()
     }
 
-    /// Reads one tensor as f32 values, checking its shape and element type.
+    /// Reads one tensor as f32 values, checking its shape, element type and checksum.
     pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.read_as::<f32>(name, shape)
+    }
+
+    /// The intact stored bytes of tensor `name`, which must have element type `dtype`.
+    fn stored(&self, name: &str, dtype: DType, shape: &[usize]) -> Result<Bytes> {
         let t = self.tensors.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
         if t.shape.as_slice() != shape {
             return Err(Error::TensorShape {
@@ -143,10 +227,10 @@ impl Pack {
                 found: t.shape.as_slice().to_vec(),
             });
         }
-        if t.dtype != burn_dtype(self.dtype) {
+        if t.dtype != dtype {
             return Err(Error::TensorDtype {
                 name: name.into(),
-                expected: self.dtype.as_str().into(),
+                expected: format!("{dtype:?}"),
                 found: format!("{:?}", t.dtype),
             });
         }
@@ -154,22 +238,45 @@ impl Pack {
         if self.checksums.get(name) != Some(&crc32fast::hash(&bytes)) {
             return Err(Error::PackFormat(format!("tensor `{name}` is damaged (checksum mismatch)")));
         }
-        let values = match self.dtype {
-            Precision::F32 => Stored::F32,
-            Precision::F16 => Stored::F16,
-        }
-        .decode(&bytes);
-        if values.len() != shape.iter().product::<usize>() {
+        let width = if dtype == DType::F32 { 4 } else if dtype == DType::F16 { 2 } else { 1 };
+        if bytes.len() != shape.iter().product::<usize>() * width {
             return Err(Error::PackFormat(format!("tensor `{name}` has {} bytes for shape {shape:?}", bytes.len())));
         }
-        Ok(values)
+        Ok(bytes)
+    }
+
+    /// Tensor `name` of model-layout `shape` as `T` values: floats converted once, integers
+    /// dequantised straight into `T`.
+    fn read_as<T: DeviceFloat>(&self, name: &str, shape: &[usize]) -> Result<Vec<T>> {
+        if let Some(found) = self.quantized.get(name) {
+            if found != shape {
+                return Err(Error::TensorShape { name: name.into(), expected: shape.to_vec(), found: found.clone() });
+            }
+            let (n_codes, n_scales) = quant::stored_sizes(self.storage, shape);
+            let (dtype, codes_shape) = match self.storage {
+                Storage::Int4 => (DType::U8, alloc::vec![n_scales, quant::BLOCK / 2]),
+                _ => (DType::I8, shape.to_vec()),
+            };
+            debug_assert_eq!(codes_shape.iter().product::<usize>(), n_codes);
+            let codes = self.stored(name, dtype, &codes_shape)?;
+            let scales = f16s(&self.stored(&format!("{name}{SCALES}"), DType::F16, &[n_scales])?);
+            return quant::dequantize(self.storage, shape, &codes, &scales, T::from_f32);
+        }
+        let float = self.storage.float();
+        let bytes = self.stored(name, burn_dtype(float), shape)?;
+        Ok(match float {
+            Precision::F16 => bytes.chunks_exact(2).map(|c| T::from_f16(f16::from_le_bytes([c[0], c[1]]))).collect(),
+            Precision::F32 => Stored::F32.decode(&bytes).into_iter().map(T::from_f32).collect(),
+        })
     }
 }
 
+/// Metadata value `key` parsed from JSON.
+fn json<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::PackMetadata { key: key.into(), reason: e.to_string() })
+}
+
 fn parse_spec(kind: &str, get: &dyn Fn(&str) -> Result<String>, sampling: Option<&String>) -> Result<ModelSpec> {
-    fn json<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T> {
-        serde_json::from_str(text).map_err(|e| Error::PackMetadata { key: key.into(), reason: e.to_string() })
-    }
     match kind {
         "vmae" => {
             let config: VmaeConfig = json("ldmae.config", &get("ldmae.config")?)?;
@@ -188,29 +295,37 @@ fn parse_spec(kind: &str, get: &dyn Fn(&str) -> Result<String>, sampling: Option
     }
 }
 
-/// Builds a pack from f32 tensors, storing them in the chosen dtype.
+/// Builds a pack from f32 tensors, storing them as the chosen [`Storage`].
 pub struct PackWriter {
     spec: ModelSpec,
-    dtype: Precision,
+    storage: Storage,
     source: String,
     tensors: Vec<burn_pack::Tensor>,
     checksums: BTreeMap<String, u32>,
+    quantized: BTreeMap<String, Vec<usize>>,
 }
 
 impl PackWriter {
-    /// Starts a pack for `model`, storing tensors as `dtype`.
-    pub fn new(spec: ModelSpec, dtype: Precision, source: impl Into<String>) -> Self {
-        Self { spec, dtype, source: source.into(), tensors: Vec::new(), checksums: BTreeMap::new() }
+    /// Starts a pack for `model`, storing tensors as `storage` (a [`Precision`] or int8 / int4).
+    pub fn new(spec: ModelSpec, storage: impl Into<Storage>, source: impl Into<String>) -> Self {
+        Self {
+            spec,
+            storage: storage.into(),
+            source: source.into(),
+            tensors: Vec::new(),
+            checksums: BTreeMap::new(),
+            quantized: BTreeMap::new(),
+        }
     }
 
     /// A pack of every tensor of `weights` (in the model layout), described by `spec`.
     pub fn from_weights(
         weights: &dyn WeightSource,
         spec: ModelSpec,
-        dtype: Precision,
+        storage: impl Into<Storage>,
         source: impl Into<String>,
     ) -> Result<Self> {
-        let mut writer = Self::new(spec, dtype, source);
+        let mut writer = Self::new(spec, storage, source);
         for name in weights.tensor_names() {
             let shape = weights.tensor_shape(&name).unwrap_or_default();
             let values = weights.read_tensor(&name, &shape)?;
@@ -219,30 +334,48 @@ impl PackWriter {
         Ok(writer)
     }
 
-    /// Adds a tensor given in the model layout (see [`WeightSource`]).
+    /// Adds a tensor given in the model layout (see [`WeightSource`]); with int8 / int4 storage,
+    /// matrices and convolutions are quantised.
     pub fn add(&mut self, name: impl Into<String>, shape: &[usize], values: &[f32]) -> Result<()> {
         let name = name.into();
         if shape.iter().product::<usize>() != values.len() {
             return Err(Error::TensorShape { name, expected: shape.to_vec(), found: alloc::vec![values.len()] });
         }
-        let bytes: Vec<u8> = match self.dtype {
+        if self.storage.is_quantized() && quant::quantizable(&name, shape) {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(Error::InputValue { what: "weights to quantise", reason: format!("`{name}` holds NaN or infinity") });
+            }
+            let Quantized { codes, scales, codes_shape } = quant::quantize(self.storage, shape, values);
+            let dtype = if self.storage == Storage::Int4 { DType::U8 } else { DType::I8 };
+            self.push(format!("{name}{SCALES}"), DType::F16, &[scales.len()], f16_bytes(&scales));
+            self.push(name.clone(), dtype, &codes_shape, codes);
+            self.quantized.insert(name, shape.to_vec());
+            return Ok(());
+        }
+        let bytes: Vec<u8> = match self.storage.float() {
             Precision::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Precision::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            Precision::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
         };
-        self.checksums.insert(name.clone(), crc32fast::hash(&bytes));
-        let tensor =
-            burn_pack::Tensor::new(name, burn_dtype(self.dtype), shape.to_vec(), None, Bytes::from_bytes_vec(bytes));
-        self.tensors.push(tensor);
+        self.push(name, burn_dtype(self.storage.float()), shape, bytes);
         Ok(())
     }
 
+    fn push(&mut self, name: String, dtype: DType, shape: &[usize], bytes: Vec<u8>) {
+        self.checksums.insert(name.clone(), crc32fast::hash(&bytes));
+        self.tensors.push(burn_pack::Tensor::new(name, dtype, shape.to_vec(), None, Bytes::from_bytes_vec(bytes)));
+    }
+
     fn writer(self) -> Result<burn_pack::Writer> {
+        let quantized = self.storage.is_quantized();
         let mut w = burn_pack::Writer::new(self.tensors)
-            .with_metadata("ldmae.format", FORMAT_VERSION)
+            .with_metadata("ldmae.format", if quantized { FORMAT_VERSION } else { FLOAT_FORMAT_VERSION })
             .with_metadata("ldmae.kind", self.spec.kind())
-            .with_metadata("ldmae.dtype", self.dtype.as_str())
+            .with_metadata("ldmae.dtype", self.storage.as_str())
             .with_metadata("ldmae.source", &self.source)
             .with_metadata("ldmae.checksums", &to_json(&self.checksums)?);
+        if quantized {
+            w = w.with_metadata("ldmae.quantized", &to_json(&self.quantized)?);
+        }
         match &self.spec {
             ModelSpec::Vmae(c) => w = w.with_metadata("ldmae.config", &to_json(c)?),
             ModelSpec::Dit { config, stats, sampling } => {
@@ -274,6 +407,10 @@ impl PackWriter {
     }
 }
 
+fn f16_bytes(values: &[f16]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Config(e.to_string()))
 }
@@ -284,15 +421,25 @@ impl WeightSource for Pack {
     }
 
     fn tensor_names(&self) -> Vec<String> {
-        self.tensors.keys().cloned().collect()
+        self.tensor_shapes().map(|(n, _)| n.to_string()).collect()
     }
 
     fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensors.get(name).map(|t| t.shape.as_slice().to_vec())
+        match self.quantized.get(name) {
+            Some(shape) => Some(shape.clone()),
+            None => self.tensors.get(name).filter(|_| !name.ends_with(SCALES)).map(|t| t.shape.as_slice().to_vec()),
+        }
     }
 
     fn read_tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         self.read_f32(name, shape)
+    }
+
+    fn read_data(&self, name: &str, shape: &[usize], precision: Precision) -> Result<TensorData> {
+        Ok(match precision {
+            Precision::F32 => TensorData::new(self.read_as::<f32>(name, shape)?, shape.to_vec()),
+            Precision::F16 => TensorData::new(self.read_as::<f16>(name, shape)?, shape.to_vec()),
+        })
     }
 }
 
@@ -300,7 +447,7 @@ impl fmt::Display for Pack {
     /// What `ldmae info` prints: kind, precision, configuration, statistics, recorded sampling,
     /// source and size.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "ldmae weights: {} ({})", self.spec.kind(), self.dtype)?;
+        writeln!(f, "ldmae weights: {} ({})", self.spec.kind(), self.storage)?;
         match &self.spec {
             ModelSpec::Vmae(c) => writeln!(f, "config: {c:?}")?,
             ModelSpec::Dit { config, stats, sampling } => {
@@ -314,6 +461,10 @@ impl fmt::Display for Pack {
         if let Some(src) = &self.source {
             writeln!(f, "source: {src}")?;
         }
-        write!(f, "{} tensors, {} parameters", self.tensors.len(), self.num_elements())
+        write!(f, "{} tensors, {} parameters", self.tensor_shapes().count(), self.num_elements())?;
+        if !self.quantized.is_empty() {
+            write!(f, " ({} matrices and convolutions {})", self.quantized.len(), self.storage)?;
+        }
+        Ok(())
     }
 }

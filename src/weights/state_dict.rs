@@ -8,7 +8,7 @@
 
 use crate::diffusion::LatentStats;
 use crate::error::{Error, Result};
-use crate::model::{DitConfig, ModelSpec, StackConfig, VmaeConfig, WeightSource};
+use crate::model::{DitConfig, ModelSpec, StackConfig, VmaeConfig, WeightSource, is_linear_weight};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -27,12 +27,6 @@ impl SourceTensor {
     pub fn lazy(shape: Vec<usize>, read: impl Fn() -> Result<Vec<f32>> + 'static) -> Self {
         Self { shape, read: Box::new(read) }
     }
-}
-
-/// Whether an official tensor is transposed in the model layout: true for linear weights
-/// (2-D `*.weight` other than the label table).
-fn transposed(name: &str, shape: &[usize]) -> bool {
-    shape.len() == 2 && name.ends_with(".weight") && !name.ends_with("embedding_table.weight")
 }
 
 /// Which model the tensors are taken as.
@@ -273,7 +267,7 @@ impl WeightSource for StateDict {
 
     fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
         let shape = &self.tensors.get(name).filter(|_| !self.ignored(name))?.shape;
-        Some(if transposed(name, shape) { shape.iter().rev().copied().collect() } else { shape.clone() })
+        Some(if is_linear_weight(name, shape) { shape.iter().rev().copied().collect() } else { shape.clone() })
     }
 
     fn read_tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
@@ -282,7 +276,7 @@ impl WeightSource for StateDict {
             return Err(Error::TensorShape { name: name.into(), expected: shape.to_vec(), found });
         }
         let values = self.read_f32(name)?;
-        Ok(if transposed(name, shape) {
+        Ok(if is_linear_weight(name, shape) {
             // File `[rows, cols]` → model `[cols, rows]`.
             let (cols, rows) = (shape[0], shape[1]);
             (0..cols * rows).map(|i| values[(i % rows) * cols + i / rows]).collect()

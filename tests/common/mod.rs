@@ -16,7 +16,7 @@ use ldmae::io::npy;
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint;
 use ldmae::weights::convert;
-use ldmae::{Dit, Pack, PackWriter, Precision, SamplerConfig, Vmae, device};
+use ldmae::{Dit, Pack, PackWriter, Precision, SamplerConfig, Storage, Vmae, device};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 pub enum Tol {
     /// f32 weights: 4× the reference's own f32-vs-f64 distance.
     F32,
-    /// f16 weights computed in f32: this fraction of the output's largest magnitude.
-    F16Weights(f64),
+    /// Rounded (f16) or quantised (int8, int4) weights computed in f32: this fraction of the
+    /// output's largest magnitude.
+    Weights(f64),
     /// Computed in f16: 4× the distance of the reference's own half-precision run from float64
     /// (`f16_noise.json`, written by `export/gpu/f16_noise.py`).
     F16Compute,
@@ -79,7 +80,7 @@ impl Fixture {
         let scale = self.manifest["max_abs"][key].as_f64().unwrap_or_else(|| panic!("no scale for {key}"));
         match tol {
             Tol::F32 => (4.0 * d64 + 1e-6 * scale) as f32,
-            Tol::F16Weights(rel) => (rel * scale) as f32,
+            Tol::Weights(rel) => (rel * scale) as f32,
             Tol::F16Compute => {
                 let text = std::fs::read_to_string(self.path("f16_noise.json")).expect("f16_noise.json");
                 let noise: Value = serde_json::from_str(&text).expect("f16_noise.json is valid JSON");
@@ -95,17 +96,22 @@ impl Fixture {
         assert_eq!(actual.dims().to_vec(), expected.shape, "{key}: shape");
         let actual = tensor_values(actual, "output").unwrap();
         let diff = max_abs_diff(&actual, &expected.data);
-        eprintln!("{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e})", self.dir.display());
+        let mse = actual.iter().zip(&expected.data).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / actual.len() as f64;
+        eprintln!(
+            "{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e}), rms {:.3e}",
+            self.dir.display(),
+            mse.sqrt()
+        );
         assert!(diff <= tol, "{key}: max |diff| {diff:e} exceeds {tol:e}");
         diff
     }
 
-    pub fn vmae(&self, dtype: Precision) -> Vmae {
+    pub fn vmae(&self, dtype: impl Into<Storage>) -> Vmae {
         let bytes = convert::convert_vmae(&self.path("vmae.pth"), dtype, VmaeOverrides::default()).unwrap();
         Vmae::load(&Pack::from_bytes(&bytes).unwrap(), &self.device).unwrap()
     }
 
-    pub fn dit(&self, file: &str, dtype: Precision) -> Dit {
+    pub fn dit(&self, file: &str, dtype: impl Into<Storage>) -> Dit {
         let bytes = convert::convert_dit(
             &self.path(file),
             Some(checkpoint::latent_stats(&self.path("latents_stats.pt")).unwrap()),
@@ -157,7 +163,7 @@ impl Fixture {
     }
 
     /// Every check of the VMAE and both DiTs, with weights from packs of the given types.
-    pub fn check_models(&self, vmae: Precision, dit: Precision, tol: Tol) {
+    pub fn check_models(&self, vmae: impl Into<Storage>, dit: impl Into<Storage> + Copy, tol: Tol) {
         let vmae = self.vmae(vmae);
         self.check_vmae(&vmae, tol);
         let celeba = self.dit("dit_celeba.pt", dit);
