@@ -4,7 +4,9 @@
 //! ```text
 //! timings FIXTURES INPUTS MODEL REPEAT [DEVICE [DTYPE]]
 //!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2 | gemm (2048² f32 matrix product)
-//!            | packs (writes INPUTS/vmae.pack and INPUTS/dit.pack, f32, and exits)
+//!            | vmae_load | dit_load (opening INPUTS/vmae.pack or dit.pack and loading the model)
+//!            | packs (writes INPUTS/vmae.pack and INPUTS/dit.pack and exits; then DEVICE is
+//!              the storage: f32 (default), f16, int8 or int4)
 //!     DEVICE: auto | cpu (default) | wgpu | vulkan | metal;  DTYPE: f16 | f32
 //! ```
 //! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
@@ -22,7 +24,7 @@ use ldmae::io::npy;
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint::latent_stats;
 use ldmae::weights::convert::{convert_dit, convert_vmae};
-use ldmae::{Dit, Pack, Precision, Vmae};
+use ldmae::{Dit, Pack, Precision, Storage, Vmae};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -58,42 +60,48 @@ fn main() -> ldmae::Result<()> {
         }
     };
     if model == "packs" {
+        let storage: Storage = rest.first().map_or(Ok(Storage::F32), |s| s.parse())?;
         let write = |name: &str, bytes: Vec<u8>| {
             std::fs::write(inputs.join(name), bytes).map_err(|e| ldmae::Error::io(&inputs, e))
         };
-        write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), Precision::F32, VmaeOverrides::default())?)?;
+        write("vmae.pack", convert_vmae(&fixtures.join("vmae.pth"), storage, VmaeOverrides::default())?)?;
         let stats = latent_stats(&fixtures.join("latents_stats.pt"))?;
-        return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), Precision::F32)?);
+        return write("dit.pack", convert_dit(&fixtures.join("dit.pt"), Some(stats), storage)?);
     }
     let repeat: usize = repeat.parse().expect("REPEAT is a count");
     let choice = rest.first().map_or(Ok(DeviceChoice::Cpu), |d| d.parse())?;
     let precision = rest.get(1).map(|p| p.parse::<Precision>()).transpose()?;
     let selected = device::select(choice, precision)?;
     let device = selected.device.clone();
-    let run: Box<dyn Fn() -> ldmae::Result<Tensor<4>>> = if model == "gemm" {
+    let read = |t: Tensor<4>| tensor_values(t, "output").map(drop);
+    let run: Box<dyn Fn() -> ldmae::Result<()>> = if model == "gemm" {
         // The backend's own f32 matrix product, 2048², as the hardware reference.
         let a = noise::standard_normal([1, 1, 2048, 2048], 1, &device);
         let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device);
-        Box::new(move || Ok(a.clone().matmul(b.clone())))
+        Box::new(move || read(a.clone().matmul(b.clone())))
+    } else if model == "vmae_load" {
+        Box::new(|| Vmae::load(&Pack::from_file(&inputs.join("vmae.pack"))?, &device).map(drop))
+    } else if model == "dit_load" {
+        Box::new(|| Dit::load(&Pack::from_file(&inputs.join("dit.pack"))?, &device).map(drop))
     } else if model.starts_with("vmae") {
         let vmae = Vmae::load(&vmae_pack()?, &device)?;
         if model == "vmae_encode" {
             let x = input(&inputs, "image.npy", &device)?;
-            Box::new(move || vmae.encode_params(x.clone()))
+            Box::new(move || read(vmae.encode_params(x.clone())?))
         } else {
             let z = input(&inputs, "latent.npy", &device)?;
-            Box::new(move || vmae.decode(z.clone()))
+            Box::new(move || read(vmae.decode(z.clone())?))
         }
     } else {
         let dit = Dit::load(&dit_pack()?, &device)?;
         let batch = if model == "dit_b2" { 2 } else { 1 };
         let x = input(&inputs, "dit_x.npy", &device)?.narrow(0, 0, batch);
-        Box::new(move || dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch]))
+        Box::new(move || read(dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch])?))
     };
     let mut times = Vec::with_capacity(repeat + 1);
     for _ in 0..=repeat {
         let start = Instant::now();
-        tensor_values(run()?, "output")?;
+        run()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     println!(

@@ -8,7 +8,7 @@ use ldmae::diffusion;
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint::latent_stats;
 use ldmae::weights::convert::{convert_dit, convert_vmae};
-use ldmae::{Dit, Error, Precision, SamplerConfig, Vmae, device};
+use ldmae::{Dit, Error, Precision, SamplerConfig, Storage, Vmae, WeightSource, device};
 use ldmae::{ModelSpec, Pack};
 use std::path::PathBuf;
 
@@ -128,10 +128,83 @@ fn wrong_dtype_version_and_kind_are_refused() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(load_vmae(&meta("2", "vmae")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.format"));
+    assert!(matches!(load_vmae(&meta("3", "vmae")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.format"));
     assert!(matches!(load_vmae(&meta("1", "unet")), Err(Error::PackMetadata { key, .. }) if key == "ldmae.kind"));
     let dit_err = Dit::load(&Pack::from_bytes(&vmae_pack_bytes()).unwrap(), &device::cpu()).unwrap_err();
     assert_eq!(dit_err, Error::WrongKind { expected: "dit", found: "vmae".into() });
+}
+
+/// The tiny VMAE as an int8 pack, rebuilt with `edit` applied to its raw tensors and metadata.
+fn edited_int8_pack(
+    edit: impl FnOnce(&mut Vec<burn_pack::Tensor>, &mut std::collections::BTreeMap<String, String>),
+) -> Vec<u8> {
+    let bytes = convert_vmae(&fixture("vmae.pth"), Storage::Int8, VmaeOverrides::default()).unwrap();
+    let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)).unwrap();
+    let mut meta = reader.metadata().clone();
+    let mut tensors = reader.into_tensors().unwrap();
+    edit(&mut tensors, &mut meta);
+    let mut w = burn_pack::Writer::new(tensors);
+    for (k, v) in &meta {
+        w = w.with_metadata(k, v);
+    }
+    w.into_bytes().unwrap().to_vec()
+}
+
+#[test]
+fn quantized_packs_that_lie_are_refused() {
+    assert!(load_vmae(&edited_int8_pack(|_, _| {})).is_ok());
+    let quantized = |meta: &mut std::collections::BTreeMap<String, String>, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut q: serde_json::Value = serde_json::from_str(&meta["ldmae.quantized"]).unwrap();
+        edit(&mut q);
+        meta.insert("ldmae.quantized".into(), q.to_string());
+    };
+    let metadata_error = |bytes: Vec<u8>| match load_vmae(&bytes) {
+        Err(Error::PackMetadata { key, reason }) => {
+            assert_eq!(key, "ldmae.quantized");
+            reason
+        }
+        other => panic!("{other:?}"),
+    };
+    // Scales missing; a 1-D tensor declared quantised; the declaration missing.
+    let r = metadata_error(edited_int8_pack(|t, _| t.retain(|t| t.name != "blocks.0.mlp.fc1.weight@scales")));
+    assert!(r.contains("blocks.0.mlp.fc1.weight"), "{r}");
+    metadata_error(edited_int8_pack(|_, m| quantized(m, &|q| q["norm.weight"] = serde_json::json!([32]))));
+    metadata_error(edited_int8_pack(|_, m| {
+        m.remove("ldmae.quantized");
+    }));
+    // A declared shape that does not fit the codes; codes of the wrong type.
+    let err = load_vmae(&edited_int8_pack(|_, m| {
+        quantized(m, &|q| {
+            let shape = q["blocks.0.mlp.fc1.weight"].as_array_mut().unwrap();
+            shape[0] = serde_json::json!(shape[0].as_u64().unwrap() + 1);
+        })
+    }))
+    .unwrap_err();
+    assert!(matches!(&err, Error::TensorShape { name, .. } if name == "blocks.0.mlp.fc1.weight"), "{err}");
+    let err = load_vmae(&edited_int8_pack(|t, _| {
+        let fc1 = t.iter_mut().find(|t| t.name == "blocks.0.mlp.fc1.weight").unwrap();
+        fc1.dtype = burn_pack::DType::U8;
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::TensorDtype { name, expected, .. } if name == "blocks.0.mlp.fc1.weight" && expected.starts_with("i8")),
+        "{err}"
+    );
+    // Damaged scales are caught by their checksum.
+    let err = load_vmae(&edited_int8_pack(|t, _| {
+        let i = t.iter().position(|t| t.name == "blocks.0.mlp.fc1.weight@scales").unwrap();
+        let old = t.remove(i);
+        let mut bytes = old.to_bytes().unwrap().to_vec();
+        bytes[0] ^= 1;
+        t.push(burn_pack::Tensor::new(old.name, old.dtype, old.shape, None, burn_pack::Bytes::from_bytes_vec(bytes)));
+    }))
+    .unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    // NaN weights cannot be quantised.
+    let sd = ldmae::weights::vmae_state_dict(&fixture("vmae.pth"), VmaeOverrides::default()).unwrap();
+    let mut w = ldmae::PackWriter::new(sd.spec().unwrap(), Storage::Int4, "test");
+    let err = w.add("blocks.0.mlp.fc1.weight", &[2, 2], &[1.0, f32::NAN, 0.0, 0.0]).unwrap_err();
+    assert!(matches!(err, Error::InputValue { .. }), "{err}");
 }
 
 #[test]

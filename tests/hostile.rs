@@ -5,10 +5,10 @@
 mod common;
 
 use common::repo_path;
-use ldmae::Precision;
 use ldmae::io::npy;
 use ldmae::weights::convert;
 use ldmae::weights::{self, VmaeOverrides};
+use ldmae::{Precision, Storage};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -62,13 +62,15 @@ fn tiny(name: &str) -> PathBuf {
 
 #[test]
 fn damaged_packs() {
-    let pack = std::env::temp_dir().join(format!("ldmae-hostile-{}-src.pack", std::process::id()));
-    std::fs::write(&pack, convert::convert_vmae(&tiny("vmae.pth"), Precision::F16, VmaeOverrides::default()).unwrap())
-        .unwrap();
-    fuzz("pack", &pack, 4000, |p| {
-        weights::open_vmae(p).and_then(|w| ldmae::Vmae::load(&*w, &ldmae::device::cpu())).is_ok()
-    });
-    std::fs::remove_file(&pack).ok();
+    for (storage, rounds) in [(Storage::F16, 4000), (Storage::Int8, 2000), (Storage::Int4, 2000)] {
+        let pack = std::env::temp_dir().join(format!("ldmae-hostile-{}-src-{storage}.pack", std::process::id()));
+        std::fs::write(&pack, convert::convert_vmae(&tiny("vmae.pth"), storage, VmaeOverrides::default()).unwrap())
+            .unwrap();
+        fuzz(&format!("{storage} pack"), &pack, rounds, |p| {
+            weights::open_vmae(p).and_then(|w| ldmae::Vmae::load(&*w, &ldmae::device::cpu())).is_ok()
+        });
+        std::fs::remove_file(&pack).ok();
+    }
 }
 
 #[test]

@@ -4,11 +4,10 @@
 mod common;
 
 use common::{Fixture, Tol, repo_path};
-use ldmae::Pack;
-use ldmae::{Precision, Storage};
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint;
-use ldmae::weights::convert::convert_vmae;
+use ldmae::weights::convert::{convert_dit, convert_vmae};
+use ldmae::{Pack, Precision, SamplerConfig, Storage};
 
 fn tiny() -> Fixture {
     Fixture::open(repo_path("tests/fixtures/tiny"))
@@ -72,4 +71,44 @@ fn bare_and_training_checkpoints_give_the_same_pack() {
 #[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.
 fn ndarray_backend_matches_reference() {
     tiny().on(burn::tensor::Device::ndarray()).check_models(Precision::F32, Precision::F32, Tol::F32);
+}
+
+/// Float packs keep format 1 (older readers load them), quantised ones declare format 2; every
+/// storage lists the same tensors and shapes; re-recording the schedule keeps stored tensors
+/// bit for bit; a borrowed `'static` pack reads the same values as a copied one.
+#[test]
+fn pack_storages_list_the_same_model() {
+    let f = tiny();
+    let stats = checkpoint::latent_stats(&f.path("latents_stats.pt")).unwrap();
+    let packs: Vec<(Storage, Vec<u8>)> = [Storage::F32, Storage::F16, Storage::Int8, Storage::Int4]
+        .into_iter()
+        .map(|s| (s, convert_dit(&f.path("dit.pt"), Some(stats.clone()), s).unwrap()))
+        .collect();
+    let shapes = |p: &Pack| p.tensor_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect::<Vec<_>>();
+    let reference = Pack::from_bytes(&packs[0].1).unwrap();
+    for (storage, bytes) in &packs {
+        let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes.clone())).unwrap();
+        let version = if storage.is_quantized() { "2" } else { "1" };
+        assert_eq!(reader.metadata()["ldmae.format"], version, "{storage}");
+        let pack = Pack::from_bytes(bytes).unwrap();
+        assert_eq!(pack.storage(), *storage);
+        assert_eq!(shapes(&pack), shapes(&reference), "{storage}");
+        assert_eq!(pack.num_elements(), reference.num_elements());
+        let scheduled =
+            Pack::from_bytes(&pack.with_sampling(SamplerConfig { steps: 2, ..Default::default() }).unwrap());
+        let scheduled = scheduled.unwrap();
+        let borrowed = Pack::from_static(Box::leak(bytes.clone().into_boxed_slice())).unwrap();
+        for (name, shape) in shapes(&pack) {
+            let values = pack.read_f32(&name, &shape).unwrap();
+            assert_eq!(values, scheduled.read_f32(&name, &shape).unwrap(), "{name}");
+            assert_eq!(values, borrowed.read_f32(&name, &shape).unwrap(), "{name}");
+        }
+    }
+    // Biases, norms and the label table stay float; int8 codes take one byte per weight.
+    let int8 = Pack::from_bytes(&packs[2].1).unwrap();
+    let label = "y_embedder.embedding_table.weight";
+    let shape = int8.tensor_shapes().find(|(n, _)| *n == label).unwrap().1.to_vec();
+    let f16_pack = Pack::from_bytes(&packs[1].1).unwrap();
+    assert_eq!(int8.read_f32(label, &shape).unwrap(), f16_pack.read_f32(label, &shape).unwrap());
+    assert!(packs[2].1.len() < packs[1].1.len() * 3 / 4 && packs[3].1.len() < packs[2].1.len());
 }

@@ -36,3 +36,44 @@ impl Stored {
         }
     }
 }
+
+/// A float type models are loaded as (f32 or f16), with bulk conversions that use the CPU's
+/// conversion instructions (F16C, NEON) where it has them, appending to a vector without
+/// first zeroing it.
+pub(crate) trait DeviceFloat: Copy + burn::tensor::Element + bytemuck::Pod {
+    /// Appends `src` converted to `Self`.
+    fn extend_from_f32(dst: &mut Vec<Self>, src: &[f32]);
+    /// Appends `src` converted to `Self`.
+    fn extend_from_f16(dst: &mut Vec<Self>, src: &[half::f16]);
+}
+
+/// Converts `src` in chunks that stay in the L1 cache, appending each to `dst`.
+fn extend_converted<S: Copy, D: Copy + Default>(dst: &mut Vec<D>, src: &[S], convert: impl Fn(&[S], &mut [D])) {
+    dst.reserve(src.len());
+    let mut buf = [D::default(); 1024];
+    for chunk in src.chunks(buf.len()) {
+        let converted = &mut buf[..chunk.len()];
+        convert(chunk, converted);
+        dst.extend_from_slice(converted);
+    }
+}
+
+impl DeviceFloat for f32 {
+    fn extend_from_f32(dst: &mut Vec<Self>, src: &[f32]) {
+        dst.extend_from_slice(src);
+    }
+    fn extend_from_f16(dst: &mut Vec<Self>, src: &[half::f16]) {
+        use half::slice::HalfFloatSliceExt;
+        extend_converted(dst, src, |s, d| s.convert_to_f32_slice(d));
+    }
+}
+
+impl DeviceFloat for half::f16 {
+    fn extend_from_f32(dst: &mut Vec<Self>, src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        extend_converted(dst, src, |s, d| d.convert_from_f32_slice(s));
+    }
+    fn extend_from_f16(dst: &mut Vec<Self>, src: &[half::f16]) {
+        dst.extend_from_slice(src);
+    }
+}

@@ -11,6 +11,6 @@ mod vmae;
 
 pub use config::{DitConfig, ModelSpec, StackConfig, TIME_FEATURES, VmaeConfig};
 pub use dit::{Dit, timestep_features};
-pub(crate) use source::is_linear_weight;
 pub use source::WeightSource;
+pub(crate) use source::is_linear_weight;
 pub use vmae::{Posterior, Vmae};

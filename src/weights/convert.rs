@@ -2,11 +2,11 @@
 //! into a pack of the chosen storage (f32, f16, int8, int4) ([`PackWriter::from_weights`]) and proved to load strictly.
 
 use super::pack::{Pack, PackWriter};
+use super::quant::Storage;
 use super::state_dict::{StateDict, VmaeOverrides};
 use crate::diffusion::LatentStats;
 use crate::error::Result;
 use crate::model::{Dit, Vmae, WeightSource};
-use super::quant::Storage;
 use alloc::format;
 use alloc::vec::Vec;
 use std::path::Path;

@@ -18,11 +18,11 @@
 //! | `ldmae.source` | free text: what the pack was converted from |
 //! | `ldmae.checksums` | CRC-32 of each tensor's stored bytes, by name: damage is an error |
 
+use super::quant::{self, Quantized, Storage};
 use crate::diffusion::{LatentStats, SamplerConfig};
 use crate::error::{Error, Result};
-use crate::io::floats::Stored;
+use crate::io::floats::DeviceFloat;
 use crate::model::{DitConfig, ModelSpec, VmaeConfig, WeightSource};
-use super::quant::{self, Quantized, Storage};
 use crate::precision::Precision;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -63,32 +63,24 @@ pub struct Pack {
     quantized: BTreeMap<String, Vec<usize>>,
 }
 
-/// A float type models are loaded as: f32 or f16.
-trait DeviceFloat: Copy + Default + burn::tensor::Element {
-    fn from_f32(v: f32) -> Self;
-    fn from_f16(v: f16) -> Self;
-}
-
-impl DeviceFloat for f32 {
-    fn from_f32(v: f32) -> Self {
-        v
-    }
-    fn from_f16(v: f16) -> Self {
-        v.to_f32()
+/// Element types as packs and errors spell them.
+fn dtype_name(dtype: DType) -> String {
+    match dtype {
+        DType::F32 => "f32".into(),
+        DType::F16 => "f16".into(),
+        DType::I8 => "i8 (int8 codes)".into(),
+        DType::U8 => "u8 (int4 codes)".into(),
+        other => format!("{other:?}"),
     }
 }
 
-impl DeviceFloat for f16 {
-    fn from_f32(v: f32) -> Self {
-        f16::from_f32(v)
+/// Runs `f` on little-endian stored values as `T` (in place when aligned, else copied; packs
+/// are little-endian like every target this crate builds for).
+fn with_values<T: bytemuck::Pod, R>(bytes: &[u8], f: impl FnOnce(&[T]) -> R) -> R {
+    match bytemuck::try_cast_slice(bytes) {
+        Ok(values) => f(values),
+        Err(_) => f(&bytemuck::pod_collect_to_vec::<u8, T>(bytes)),
     }
-    fn from_f16(v: f16) -> Self {
-        v
-    }
-}
-
-fn f16s(bytes: &[u8]) -> Vec<f16> {
-    bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()
 }
 
 fn pack_err(e: burn_pack::Error) -> Error {
@@ -230,15 +222,21 @@ impl Pack {
         if t.dtype != dtype {
             return Err(Error::TensorDtype {
                 name: name.into(),
-                expected: format!("{dtype:?}"),
-                found: format!("{:?}", t.dtype),
+                expected: dtype_name(dtype),
+                found: dtype_name(t.dtype),
             });
         }
         let bytes = t.to_bytes().map_err(|e| Error::PackFormat(format!("tensor `{name}`: {e}")))?;
         if self.checksums.get(name) != Some(&crc32fast::hash(&bytes)) {
             return Err(Error::PackFormat(format!("tensor `{name}` is damaged (checksum mismatch)")));
         }
-        let width = if dtype == DType::F32 { 4 } else if dtype == DType::F16 { 2 } else { 1 };
+        let width = if dtype == DType::F32 {
+            4
+        } else if dtype == DType::F16 {
+            2
+        } else {
+            1
+        };
         if bytes.len() != shape.iter().product::<usize>() * width {
             return Err(Error::PackFormat(format!("tensor `{name}` has {} bytes for shape {shape:?}", bytes.len())));
         }
@@ -259,15 +257,17 @@ impl Pack {
             };
             debug_assert_eq!(codes_shape.iter().product::<usize>(), n_codes);
             let codes = self.stored(name, dtype, &codes_shape)?;
-            let scales = f16s(&self.stored(&format!("{name}{SCALES}"), DType::F16, &[n_scales])?);
-            return quant::dequantize(self.storage, shape, &codes, &scales, T::from_f32);
+            let scales = self.stored(&format!("{name}{SCALES}"), DType::F16, &[n_scales])?;
+            return with_values(&scales, |scales| quant::dequantize(self.storage, shape, &codes, scales));
         }
         let float = self.storage.float();
         let bytes = self.stored(name, burn_dtype(float), shape)?;
-        Ok(match float {
-            Precision::F16 => bytes.chunks_exact(2).map(|c| T::from_f16(f16::from_le_bytes([c[0], c[1]]))).collect(),
-            Precision::F32 => Stored::F32.decode(&bytes).into_iter().map(T::from_f32).collect(),
-        })
+        let mut out = Vec::new();
+        match float {
+            Precision::F16 => with_values(&bytes, |v| T::extend_from_f16(&mut out, v)),
+            Precision::F32 => with_values(&bytes, |v| T::extend_from_f32(&mut out, v)),
+        }
+        Ok(out)
     }
 }
 
@@ -343,7 +343,10 @@ impl PackWriter {
         }
         if self.storage.is_quantized() && quant::quantizable(&name, shape) {
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(Error::InputValue { what: "weights to quantise", reason: format!("`{name}` holds NaN or infinity") });
+                return Err(Error::InputValue {
+                    what: "weights to quantise",
+                    reason: format!("`{name}` holds NaN or infinity"),
+                });
             }
             let Quantized { codes, scales, codes_shape } = quant::quantize(self.storage, shape, values);
             let dtype = if self.storage == Storage::Int4 { DType::U8 } else { DType::I8 };

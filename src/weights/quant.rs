@@ -8,6 +8,7 @@
 //! then by position along the channel. Dequantisation writes straight into the device's float type.
 
 use crate::error::{Error, Result};
+use crate::io::floats::DeviceFloat;
 use crate::model::is_linear_weight;
 use crate::precision::Precision;
 use alloc::format;
@@ -196,14 +197,13 @@ pub(crate) fn stored_sizes(storage: Storage, shape: &[usize]) -> (usize, usize) 
     }
 }
 
-/// The values of a quantised tensor of `shape`, each made by `to_float` from `code × scale`.
-/// `codes` and `scales` must have the lengths [`stored_sizes`] gives.
-pub(crate) fn dequantize<T: Copy + Default>(
+/// The values of a quantised tensor of `shape` as `T`, converted a row at a time. `codes` and
+/// `scales` must have the lengths [`stored_sizes`] gives.
+pub(crate) fn dequantize<T: DeviceFloat>(
     storage: Storage,
     shape: &[usize],
     codes: &[u8],
     scales: &[f16],
-    to_float: impl Fn(f32) -> T,
 ) -> Result<Vec<T>> {
     let ch = Channels::of(shape);
     let (n_codes, n_scales) = stored_sizes(storage, shape);
@@ -214,26 +214,28 @@ pub(crate) fn dequantize<T: Copy + Default>(
             scales.len()
         )));
     }
-    let mut out = vec![T::default(); ch.count * ch.len];
-    for c in 0..ch.count {
-        if storage == Storage::Int4 {
-            for k in 0..ch.blocks() {
-                let block = c * ch.blocks() + k;
-                let s = scales[block].to_f32();
-                for j in k * BLOCK..((k + 1) * BLOCK).min(ch.len) {
-                    let t = j - k * BLOCK;
-                    let byte = codes[block * BLOCK / 2 + t / 2];
-                    let nibble = if t.is_multiple_of(2) { byte & 0x0f } else { byte >> 4 };
-                    out[ch.index(c, j)] = to_float((nibble as i32 - 8) as f32 * s);
-                }
-            }
-        } else {
-            let s = scales[c].to_f32();
-            for j in 0..ch.len {
-                let i = ch.index(c, j);
-                out[i] = to_float(codes[i] as i8 as f32 * s);
-            }
+    let scales: Vec<f32> = scales.iter().map(|s| s.to_f32()).collect();
+    let int4 = |c: usize, j: usize| {
+        let block = c * ch.blocks() + j / BLOCK;
+        let t = j % BLOCK;
+        let byte = codes[block * BLOCK / 2 + t / 2];
+        let nibble = if t.is_multiple_of(2) { byte & 0x0f } else { byte >> 4 };
+        (nibble as i32 - 8) as f32 * scales[block]
+    };
+    let mut out = Vec::with_capacity(ch.count * ch.len);
+    // Rows of the tensor as stored: `[in, out]` rows hold one value of every channel, kernel
+    // rows are one channel each.
+    let (rows, row_len) = if ch.last_axis { (ch.len, ch.count) } else { (ch.count, ch.len) };
+    let mut row = vec![0f32; row_len];
+    for r in 0..rows {
+        let int8 = &codes[(r * row_len).min(codes.len())..];
+        match (storage, ch.last_axis) {
+            (Storage::Int4, true) => row.iter_mut().enumerate().for_each(|(c, v)| *v = int4(c, r)),
+            (Storage::Int4, false) => row.iter_mut().enumerate().for_each(|(j, v)| *v = int4(r, j)),
+            (_, true) => row.iter_mut().zip(int8).zip(&scales).for_each(|((v, &q), s)| *v = q as i8 as f32 * s),
+            (_, false) => row.iter_mut().zip(int8).for_each(|(v, &q)| *v = q as i8 as f32 * scales[r]),
         }
+        T::extend_from_f32(&mut out, &row);
     }
     Ok(out)
 }
@@ -255,7 +257,7 @@ mod tests {
             let ch = Channels::of(&shape);
             for storage in [Storage::Int8, Storage::Int4] {
                 let q = quantize(storage, &shape, &v);
-                let back = dequantize(storage, &shape, &q.codes, &q.scales, |x| x).unwrap();
+                let back = dequantize::<f32>(storage, &shape, &q.codes, &q.scales).unwrap();
                 for c in 0..ch.count {
                     for j in 0..ch.len {
                         let i = ch.index(c, j);
@@ -266,7 +268,12 @@ mod tests {
                         // int4 clips to its codes' range; int8's scale covers the channel.
                         let target = if storage == Storage::Int4 { v[i].clamp(-8.0 * s, 7.0 * s) } else { v[i] };
                         let err = (back[i] - target).abs();
-                        assert!(err <= 0.5 * s * 1.001 + 1e-7, "{storage} {shape:?} c{c} j{j}: {} vs {}", back[i], v[i]);
+                        assert!(
+                            err <= 0.5 * s * 1.001 + 1e-7,
+                            "{storage} {shape:?} c{c} j{j}: {} vs {}",
+                            back[i],
+                            v[i]
+                        );
                     }
                 }
             }
@@ -281,24 +288,26 @@ mod tests {
         let v = values(512);
         let rel = |storage| {
             let q = quantize(storage, &shape, &v);
-            let back = dequantize(storage, &shape, &q.codes, &q.scales, |x| x).unwrap();
+            let back = dequantize::<f32>(storage, &shape, &q.codes, &q.scales).unwrap();
             let e: f32 = v.iter().zip(&back).map(|(a, b)| (a - b) * (a - b)).sum();
             libm::sqrtf(e / v.iter().map(|a| a * a).sum::<f32>())
         };
         assert!(rel(Storage::Int8) < 0.006, "int8 relative error {}", rel(Storage::Int8));
         assert!(rel(Storage::Int4) < 0.1, "int4 relative error {}", rel(Storage::Int4));
         let absmax = f16::from_f32(v[..32].iter().fold(0f32, |m, x| m.max(x.abs())) / 7.0);
-        let plain: f32 = v[..32].iter().map(|x| x - code(*x, absmax, -8, 7) as f32 * absmax.to_f32()).map(|e| e * e).sum();
+        let plain: f32 =
+            v[..32].iter().map(|x| x - code(*x, absmax, -8, 7) as f32 * absmax.to_f32()).map(|e| e * e).sum();
         let best = best_int4_scale(v[..32].iter().copied(), absmax.to_f32() * 7.0);
-        let searched: f32 = v[..32].iter().map(|x| x - code(*x, best, -8, 7) as f32 * best.to_f32()).map(|e| e * e).sum();
+        let searched: f32 =
+            v[..32].iter().map(|x| x - code(*x, best, -8, 7) as f32 * best.to_f32()).map(|e| e * e).sum();
         assert!(searched <= plain);
     }
 
     #[test]
     fn wrong_lengths_are_errors() {
         let q = quantize(Storage::Int4, &[40, 6], &values(240));
-        assert!(dequantize(Storage::Int4, &[40, 6], &q.codes[1..], &q.scales, |x| x).is_err());
-        assert!(dequantize(Storage::Int8, &[40, 6], &q.codes, &q.scales, |x| x).is_err());
+        assert!(dequantize::<f32>(Storage::Int4, &[40, 6], &q.codes[1..], &q.scales).is_err());
+        assert!(dequantize::<f32>(Storage::Int8, &[40, 6], &q.codes, &q.scales).is_err());
         assert!(matches!("int3".parse::<Storage>(), Err(Error::InputValue { .. })));
     }
 }

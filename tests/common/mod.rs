@@ -96,12 +96,9 @@ impl Fixture {
         assert_eq!(actual.dims().to_vec(), expected.shape, "{key}: shape");
         let actual = tensor_values(actual, "output").unwrap();
         let diff = max_abs_diff(&actual, &expected.data);
-        let mse = actual.iter().zip(&expected.data).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / actual.len() as f64;
-        eprintln!(
-            "{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e}), rms {:.3e}",
-            self.dir.display(),
-            mse.sqrt()
-        );
+        let mse =
+            actual.iter().zip(&expected.data).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / actual.len() as f64;
+        eprintln!("{}: {key}: max |diff| {diff:.3e} (tolerance {tol:.3e}), rms {:.3e}", self.dir.display(), mse.sqrt());
         assert!(diff <= tol, "{key}: max |diff| {diff:e} exceeds {tol:e}");
         diff
     }
