@@ -104,6 +104,12 @@ fn pack_storages_list_the_same_model() {
             assert_eq!(values, borrowed.read_f32(&name, &shape).unwrap(), "{name}");
         }
     }
+    // A pack stored anew (f32 → int8) is the pack made from the checkpoint.
+    let f32_path = std::env::temp_dir().join(format!("ldmae-tiny-{}-dit-f32.pack", std::process::id()));
+    std::fs::write(&f32_path, &packs[0].1).unwrap();
+    common::assert_same_pack(&convert_dit(&f32_path, None, Storage::Int8).unwrap(), &packs[2].1);
+    assert!(matches!(convert_dit(&f32_path, Some(stats), Storage::Int8), Err(ldmae::Error::InputValue { .. })));
+    std::fs::remove_file(&f32_path).ok();
     // Biases, norms and the label table stay float; int8 codes take one byte per weight.
     let int8 = Pack::from_bytes(&packs[2].1).unwrap();
     let label = "y_embedder.embedding_table.weight";

@@ -15,8 +15,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`) or ONNX
-    /// export (either of `*encoder*.onnx` / `*decoder*.onnx`; the other is found by name).
+    /// Convert a VMAE checkpoint (`vmaef8d16.pth` as trained, or `{'model': ...}`), ONNX
+    /// export (either of `*encoder*.onnx` / `*decoder*.onnx`; the other is found by name) or a
+    /// pack (stored anew, e.g. f16 → int8).
     Vmae {
         checkpoint: PathBuf,
         #[arg(short, long)]
@@ -33,7 +34,8 @@ enum Command {
         decoder_heads: Option<usize>,
     },
     /// Convert a LightningDiT checkpoint (its `ema` weights) or ONNX export, with its
-    /// `latents_stats.pt` (optional for an ONNX export that records the statistics).
+    /// `latents_stats.pt` (optional for an ONNX export that records the statistics), or a
+    /// pack (stored anew, keeping its statistics and schedule).
     Dit {
         checkpoint: PathBuf,
         #[arg(long)]
