@@ -1,7 +1,7 @@
 //! Criterion benchmarks at the official sizes (random weights from the full-size fixtures that
 //! `scripts/test.sh` generates; set `LDMAE_FULL_FIXTURES` to their folder): VMAE f8d16 encode
 //! and decode of one 256² image, LightningDiT-B/1 forward at batch 1 and 2, a 4-step guided
-//! sample, and loading f16 / f32 packs. Run with `cargo bench --bench models`; on a GPU with
+//! sample, and loading f32 / f16 / int8 packs. Run with `cargo bench --bench models`; on a GPU with
 //! `LDMAE_DEVICE=wgpu LDMAE_DTYPE=f16 cargo bench --bench models --features wgpu` (the device is
 //! chosen by `device::select_from_env`, default `auto`: see docs/gpu.md).
 
@@ -13,7 +13,7 @@ use ldmae::io::image::tensor_values;
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint::latent_stats;
 use ldmae::weights::convert::{convert_dit, convert_vmae};
-use ldmae::{Dit, Pack, Precision, SamplerConfig, Vmae, device};
+use ldmae::{Dit, Pack, Precision, SamplerConfig, Storage, Vmae, device};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ fn benches(c: &mut Criterion) {
     let device = selected.device;
     let vmae_f32 = convert_vmae(&dir.join("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
     let vmae_f16 = convert_vmae(&dir.join("vmae.pth"), Precision::F16, VmaeOverrides::default()).unwrap();
+    let vmae_int8 = convert_vmae(&dir.join("vmae.pth"), Storage::Int8, VmaeOverrides::default()).unwrap();
     let stats = latent_stats(&dir.join("latents_stats.pt")).unwrap();
     let dit_pack = convert_dit(&dir.join("dit.pt"), Some(stats), Precision::F32).unwrap();
     let vmae = Vmae::load(&Pack::from_bytes(&vmae_f32).unwrap(), &device).unwrap();
@@ -64,8 +65,12 @@ fn benches(c: &mut Criterion) {
     group.bench_function("sample_4_steps_cfg4", |b| {
         b.iter(|| sync(diffusion::sample(&dit, z0.clone(), &[207], &config, |_, _| {}).unwrap()))
     });
-    for (name, bytes) in [("load_vmae_pack_f32", &vmae_f32), ("load_vmae_pack_f16", &vmae_f16)] {
-        group.bench_function(name, |b| b.iter(|| Vmae::load(&Pack::from_bytes(bytes).unwrap(), &device).unwrap()));
+    for (name, bytes) in
+        [("load_vmae_pack_f32", vmae_f32), ("load_vmae_pack_f16", vmae_f16), ("load_vmae_pack_int8", vmae_int8)]
+    {
+        // Borrowed as an app's `include_bytes!` would be: no copy of the pack itself.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        group.bench_function(name, |b| b.iter(|| Vmae::load(&Pack::from_static(bytes).unwrap(), &device).unwrap()));
     }
     group.finish();
 }

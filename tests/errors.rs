@@ -172,15 +172,17 @@ fn quantized_packs_that_lie_are_refused() {
     metadata_error(edited_int8_pack(|_, m| {
         m.remove("ldmae.quantized");
     }));
-    // A declared shape that does not fit the codes; codes of the wrong type.
-    let err = load_vmae(&edited_int8_pack(|_, m| {
-        quantized(m, &|q| {
-            let shape = q["blocks.0.mlp.fc1.weight"].as_array_mut().unwrap();
-            shape[0] = serde_json::json!(shape[0].as_u64().unwrap() + 1);
-        })
-    }))
-    .unwrap_err();
-    assert!(matches!(&err, Error::TensorShape { name, .. } if name == "blocks.0.mlp.fc1.weight"), "{err}");
+    // Declared shapes that do not fit the codes (one row more; sizes that overflow); codes of
+    // the wrong type.
+    for bad in [None, Some(u64::MAX / 2)] {
+        let r = metadata_error(edited_int8_pack(|_, m| {
+            quantized(m, &|q| {
+                let shape = q["blocks.0.mlp.fc1.weight"].as_array_mut().unwrap();
+                shape[0] = serde_json::json!(bad.unwrap_or(shape[0].as_u64().unwrap() + 1));
+            })
+        }));
+        assert!(r.contains("blocks.0.mlp.fc1.weight"), "{r}");
+    }
     let err = load_vmae(&edited_int8_pack(|t, _| {
         let fc1 = t.iter_mut().find(|t| t.name == "blocks.0.mlp.fc1.weight").unwrap();
         fc1.dtype = burn_pack::DType::U8;

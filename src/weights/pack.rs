@@ -147,11 +147,15 @@ impl Pack {
         let tensors: BTreeMap<String, burn_pack::Tensor> =
             reader.into_tensors().map_err(pack_err)?.into_iter().map(|t| (t.name.clone(), t)).collect();
         for (name, shape) in &quantized {
-            let scales = format!("{name}{SCALES}");
-            if !tensors.contains_key(name) || !tensors.contains_key(&scales) || !quant::quantizable(name, shape) {
+            // The declared shape must fit the stored bytes, so that reading never trusts it alone.
+            let fits = |(codes, scales): (usize, usize)| {
+                let len = |n: &str| tensors.get(n).map(burn_pack::Tensor::byte_len);
+                len(name) == Some(codes) && len(&format!("{name}{SCALES}")) == Some(2 * scales)
+            };
+            if !quant::quantizable(name, shape) || !quant::stored_sizes(storage, shape).is_some_and(fits) {
                 return Err(Error::PackMetadata {
                     key: "ldmae.quantized".into(),
-                    reason: format!("`{name}` is not a quantisable tensor with codes and scales in the pack"),
+                    reason: format!("`{name}` {shape:?} is not a quantisable tensor with matching codes and scales"),
                 });
             }
         }
@@ -250,12 +254,12 @@ impl Pack {
             if found != shape {
                 return Err(Error::TensorShape { name: name.into(), expected: shape.to_vec(), found: found.clone() });
             }
-            let (n_codes, n_scales) = quant::stored_sizes(self.storage, shape);
+            // Checked against the stored bytes when the pack was opened.
+            let (_, n_scales) = quant::stored_sizes(self.storage, shape).unwrap_or_default();
             let (dtype, codes_shape) = match self.storage {
                 Storage::Int4 => (DType::U8, alloc::vec![n_scales, quant::BLOCK / 2]),
                 _ => (DType::I8, shape.to_vec()),
             };
-            debug_assert_eq!(codes_shape.iter().product::<usize>(), n_codes);
             let codes = self.stored(name, dtype, &codes_shape)?;
             let scales = self.stored(&format!("{name}{SCALES}"), DType::F16, &[n_scales])?;
             return with_values(&scales, |scales| quant::dequantize(self.storage, shape, &codes, scales));

@@ -188,12 +188,17 @@ fn best_int4_scale(block: impl Iterator<Item = f32> + Clone, absmax: f32) -> f16
         .unwrap_or(f16::ZERO)
 }
 
-/// The byte length of the codes and the number of scales a tensor of `shape` has under `storage`.
-pub(crate) fn stored_sizes(storage: Storage, shape: &[usize]) -> (usize, usize) {
-    let ch = Channels::of(shape);
+/// The byte length of the codes and the number of scales a tensor of `shape` has under
+/// `storage`; `None` when a hostile shape overflows.
+pub(crate) fn stored_sizes(storage: Storage, shape: &[usize]) -> Option<(usize, usize)> {
+    let len = shape.get(1..)?.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    let (count, len) = if shape.len() == 2 { (shape[1], shape[0]) } else { (shape[0], len) };
     match storage {
-        Storage::Int4 => (ch.count * ch.blocks() * BLOCK / 2, ch.count * ch.blocks()),
-        _ => (ch.count * ch.len, ch.count),
+        Storage::Int4 => {
+            let blocks = count.checked_mul(len.div_ceil(BLOCK))?;
+            Some((blocks.checked_mul(BLOCK / 2)?, blocks))
+        }
+        _ => Some((count.checked_mul(len)?, count)),
     }
 }
 
@@ -206,7 +211,7 @@ pub(crate) fn dequantize<T: DeviceFloat>(
     scales: &[f16],
 ) -> Result<Vec<T>> {
     let ch = Channels::of(shape);
-    let (n_codes, n_scales) = stored_sizes(storage, shape);
+    let (n_codes, n_scales) = stored_sizes(storage, shape).unwrap_or((usize::MAX, usize::MAX));
     if codes.len() != n_codes || scales.len() != n_scales {
         return Err(Error::PackFormat(format!(
             "quantised tensor of shape {shape:?} has {} code bytes and {} scales (expected {n_codes} and {n_scales})",
