@@ -28,7 +28,17 @@
 //! Threads: a model holds its weights on one device and is used from one thread at a time;
 //! separate models on separate threads run independently and give the same results as one
 //! thread. The library never changes process-wide settings ([`process`] is an explicit opt-in
-//! for programs).
+//! for programs). On the CPU, work runs on the calling thread's rayon pool, so the thread count
+//! of one model or one call is the pool it is called in ([`Codec`], [`Generator`] and the models
+//! are `Send + Sync`):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (codec, image): (ldmae::Codec, ldmae::RgbImage) = todo!();
+//! let two_threads = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+//! let bytes = two_threads.install(|| codec.compress(&image))?;
+//! # Ok(()) }
+//! ```
 //!
 //! Without the default `std` feature the crate is `#![no_std]` + `alloc`: models, sampler and
 //! packs from byte slices work; files, PNG, checkpoints, ONNX and the CLI need `std`.

@@ -118,3 +118,18 @@ fn pack_storages_list_the_same_model() {
     assert_eq!(int8.read_f32(label, &shape).unwrap(), f16_pack.read_f32(label, &shape).unwrap());
     assert!(packs[2].1.len() < packs[1].1.len() * 3 / 4 && packs[3].1.len() < packs[2].1.len());
 }
+
+/// The thread count of a call is the rayon pool it runs in; the bytes do not depend on it.
+#[test]
+fn a_codec_on_a_one_thread_pool_gives_the_same_bytes() {
+    let pack =
+        Pack::from_bytes(&convert_vmae(&tiny().path("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap())
+            .unwrap();
+    let codec = ldmae::Codec::new(&pack, &ldmae::device::cpu()).unwrap();
+    let pixels = (0..70 * 40 * 3).map(|i| ((i * 7919) % 256) as u8).collect();
+    let image = ldmae::RgbImage::new(70, 40, pixels).unwrap();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (inside, threads) = one.install(|| (codec.compress(&image).unwrap(), rayon::current_num_threads()));
+    assert_eq!(threads, 1);
+    assert_eq!(inside, codec.compress(&image).unwrap());
+}

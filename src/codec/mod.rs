@@ -167,3 +167,10 @@ pub fn fingerprint(weights: &dyn WeightSource) -> Result<u64> {
     }
     Ok(hash.digest())
 }
+// A codec and a generator can be shared between threads and moved into thread pools (see the
+// crate docs on threads); this fails to compile if a field ever stops allowing it.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Codec>();
+    send_sync::<crate::Generator>();
+};
