@@ -1,9 +1,10 @@
 //! Device choice: the CPU backend (burn-flex by default, burn-ndarray with `--no-default-features
-//! --features ndarray`) and, with the `wgpu` feature, a GPU through wgpu (Vulkan, Metal, DX12,
-//! WebGPU) in f16 or f32.
+//! --features ndarray`), with the `wgpu` feature a GPU through wgpu (Vulkan, Metal, DX12,
+//! WebGPU) and with the `cuda` feature an NVIDIA GPU through CUDA, in f16 or f32.
 //!
-//! [`select`] picks the best device: a hardware GPU with shader-f16 in f16, else that GPU in f32,
-//! else the CPU in f32, and says why ([`Selected::reason`]). A choice can be forced, and a pack of
+//! [`select`] picks the best device: a CUDA device in f16 (feature `cuda`, when the NVIDIA driver
+//! reports one), else a hardware wgpu GPU with shader-f16 in f16, else that GPU in f32, else the
+//! CPU in f32, and says why ([`Selected::reason`]). A choice can be forced, and a pack of
 //! either precision loads onto a device of either precision (weights are widened or rounded once).
 
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ pub enum DeviceChoice {
     Vulkan,
     /// wgpu pinned to Metal (macOS, iOS).
     Metal,
+    /// An NVIDIA GPU through CUDA (feature `cuda`).
+    Cuda,
 }
 
 impl FromStr for DeviceChoice {
@@ -51,7 +54,8 @@ impl FromStr for DeviceChoice {
             "wgpu" | "gpu" => Ok(Self::Wgpu),
             "vulkan" => Ok(Self::Vulkan),
             "metal" => Ok(Self::Metal),
-            _ => Err(Error::Device(format!("unknown device `{s}` (expected auto, cpu, wgpu, vulkan or metal)"))),
+            "cuda" => Ok(Self::Cuda),
+            _ => Err(Error::Device(format!("unknown device `{s}` (expected auto, cpu, wgpu, vulkan, metal or cuda)"))),
         }
     }
 }
@@ -85,6 +89,15 @@ impl fmt::Display for Selected {
 pub fn select(choice: DeviceChoice, precision: Option<Precision>) -> Result<Selected> {
     match choice {
         DeviceChoice::Cpu => on_cpu(precision, "requested"),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Auto if cuda_devices() > 0 => cuda::configure(precision, "the first CUDA device"),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda => match cuda_devices() {
+            0 => Err(Error::Device("no CUDA device: the NVIDIA driver (libcuda) is missing or reports none".into())),
+            _ => cuda::configure(precision, "requested"),
+        },
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda => Err(Error::Device("this build has no CUDA support: enable the `cuda` feature".into())),
         #[cfg(feature = "wgpu")]
         DeviceChoice::Auto => match gpu::hardware_adapters() {
             Err(why) => on_cpu(precision, &why),
@@ -110,6 +123,14 @@ pub fn select(choice: DeviceChoice, precision: Option<Precision>) -> Result<Sele
             Err(Error::Device("this build has no GPU support: enable the `wgpu` feature".into()))
         }
     }
+}
+
+/// CUDA devices the NVIDIA driver reports: 0 without the `cuda` feature or without a driver.
+pub fn cuda_devices() -> usize {
+    #[cfg(feature = "cuda")]
+    return cuda::device_count();
+    #[cfg(not(feature = "cuda"))]
+    0
 }
 
 /// [`select`] with the choice in `LDMAE_DEVICE` (default `auto`) and the precision in
@@ -171,6 +192,31 @@ pub fn precision_of(device: &Device) -> Precision {
     match device.settings().float_dtype {
         FloatDType::F16 | FloatDType::BF16 => Precision::F16,
         _ => Precision::F32,
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::{Precision, Selected, set_precision};
+    use crate::error::Result;
+    use burn::tensor::Device;
+
+    /// CUDA devices the NVIDIA driver reports: 0 without a driver (asked without loading it when
+    /// it is absent, so this never panics).
+    pub(super) fn device_count() -> usize {
+        // SAFETY: only tries to load the driver library by its usual names.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return 0;
+        }
+        cudarc::driver::CudaContext::device_count().map_or(0, |n| n.max(0) as usize)
+    }
+
+    /// CUDA device 0 in `precision` (default f16: every CUDA GPU computes in half precision).
+    pub(super) fn configure(precision: Option<Precision>, why: &str) -> Result<Selected> {
+        let precision = precision.unwrap_or(Precision::F16);
+        let mut device = Device::cuda(0);
+        set_precision(&mut device, precision)?;
+        Ok(Selected { device, name: "cuda:0".into(), cpu: false, precision, reason: why.into() })
     }
 }
 

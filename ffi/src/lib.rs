@@ -240,10 +240,11 @@ unsafe fn configure(opts: *const LdmaeOptions) -> Result<(burn::tensor::Device, 
     // SAFETY: NULL or a valid pointer.
     let o = unsafe { opts.as_ref() }.copied().unwrap_or(DEFAULT_OPTIONS);
     let choice = match o.device {
-        // Without this crate's `wgpu` feature there is no GPU to look for.
-        0 if cfg!(feature = "wgpu") => DeviceChoice::Auto,
+        // Without this crate's `wgpu` or `cuda` feature there is no GPU to look for.
+        0 if cfg!(any(feature = "wgpu", feature = "cuda")) => DeviceChoice::Auto,
         0 => DeviceChoice::Cpu,
         1 => DeviceChoice::Cpu,
+        2 if device::cuda_devices() > 0 => DeviceChoice::Cuda,
         2 => DeviceChoice::Wgpu,
         d => return Err(invalid(format!("options.device {d} is not 0 (auto), 1 (cpu) or 2 (gpu)"))),
     };

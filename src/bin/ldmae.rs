@@ -13,8 +13,8 @@ use std::process::ExitCode;
 #[derive(Parser, Clone)]
 #[command(name = "ldmae", version, about = "Latent diffusion with masked autoencoders (VMAE + LightningDiT)")]
 struct Cli {
-    /// Where to run: auto (a hardware GPU when built with the `wgpu` feature, else the CPU),
-    /// cpu, wgpu, vulkan or metal.
+    /// Where to run: auto (a CUDA device with the `cuda` feature, else a hardware GPU with the
+    /// `wgpu` feature, else the CPU), cpu, wgpu, vulkan, metal or cuda.
     #[arg(long, global = true, default_value = "auto")]
     device: DeviceChoice,
     /// Compute precision, f16 or f32 (default: f16 on a GPU with shader-f16, else f32).
