@@ -10,11 +10,15 @@ SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
     $SUDO apt-get install -y -q qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 fi
-# zlib for arm64, which the C tests' PNG helper links (statically: qemu's -L root has no libz).
-zlib=/usr/lib/aarch64-linux-gnu/libz.a
+# zlib for arm64, which the C tests' PNG helper links statically. Only unpacked, never installed:
+# installing arm64 packages brings Debian's arm64 libc next to the cross one, and programs run
+# under qemu then hang.
+zlib_dir=${XDG_CACHE_HOME:-$HOME/.cache}/ldmae/zlib-arm64
+zlib=$zlib_dir/usr/lib/aarch64-linux-gnu/libz.a
 if [ ! -f "$zlib" ]; then
-    $SUDO dpkg --add-architecture arm64
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q zlib1g-dev:arm64
+    dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
+    $SUDO apt-get update -q
+    (cd "$(mktemp -d)" && apt-get download -q zlib1g-dev:arm64 && dpkg -x zlib1g-dev_*_arm64.deb "$zlib_dir")
 fi
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
