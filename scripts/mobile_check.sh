@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The C ABI as static libraries for Android (aarch64-linux-android) and iOS (aarch64-apple-ios),
-# CPU-only (the ffi crate's default features), built with the size-tuned `app` profile. A static
-# library needs no linker for its target, so neither the Android NDK nor Xcode is needed here;
-# the app's own toolchain links it (docs/apps.md). Checks that every function of the header is
-# exported and prints the sizes. Not part of the test command (two cold burn builds, ~30 min on
+# CPU-only (the ffi crate's default features), built with the size-tuned `app` profile. Checks
+# that every function of the header is exported and prints the sizes. Needs the target's linker
+# (Android NDK clang via CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER, Xcode on a Mac): the dependency
+# `constriction` also declares a cdylib, which cargo links for the target (docs/apps.md). Not part of the test command (two cold burn builds, ~30 min on
 # 2 cores): run it when the ABI or the dependency tree changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
