@@ -7,6 +7,9 @@
 //!            | vmae_load | dit_load (opening INPUTS/vmae.pack or dit.pack and loading the model)
 //!            | packs (writes INPUTS/vmae.pack and INPUTS/dit.pack and exits; then DEVICE is
 //!              the storage: f32 (default), f16, int8 or int4)
+//!            | startup_decode | startup_sample (the embedded models, loaded inside the first
+//!              run: the photo VMAE decoding a 256² image, or the 2-step Fashion-MNIST DiT and
+//!              its VMAE making one image; `since_start_ms` is from `main` to the first result)
 //!     DEVICE: auto | cpu (default) | wgpu | vulkan | metal;  DTYPE: f16 | f32
 //! ```
 //! `FIXTURES` holds the full-size `vmae.pth`, `dit.pt` and `latents_stats.pt`; `INPUTS` the
@@ -14,7 +17,8 @@
 //! there (so that peak memory is that of an app loading a pack), else from the checkpoints.
 //! Prints one JSON line with the device, the time of the first run (on a GPU it includes
 //! compiling the shaders) and of each later run in ms; each time includes reading the result
-//! back.
+//! back. On the CPU it also names the kernels that ran (`LDMAE_CPU=baseline|avx2|avx512` picks a
+//! narrower level than the CPU's widest).
 
 use burn::tensor::{Tensor, TensorData};
 use ldmae::device::{self, DeviceChoice};
@@ -24,7 +28,8 @@ use ldmae::io::npy;
 use ldmae::weights::VmaeOverrides;
 use ldmae::weights::checkpoint::latent_stats;
 use ldmae::weights::convert::{convert_dit, convert_vmae};
-use ldmae::{Dit, Pack, Precision, Storage, Vmae};
+use ldmae::weights::embedded;
+use ldmae::{Dit, Generator, Pack, Precision, SamplerOverrides, Storage, Vmae};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -35,6 +40,7 @@ fn input(dir: &Path, name: &str, device: &burn::tensor::Device) -> ldmae::Result
 }
 
 fn main() -> ldmae::Result<()> {
+    let started = Instant::now();
     ldmae::process::setup();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some([fixtures, inputs, model, repeat]), rest) = (args.get(..4), args.get(4..).unwrap_or_default()) else {
@@ -74,7 +80,20 @@ fn main() -> ldmae::Result<()> {
     let selected = device::select(choice, precision)?;
     let device = selected.device.clone();
     let read = |t: Tensor<4>| tensor_values(t, "output").map(drop);
-    let run: Box<dyn Fn() -> ldmae::Result<()>> = if model == "gemm" {
+    let run: Box<dyn Fn() -> ldmae::Result<()>> = if model == "startup_decode" {
+        // What an app does on its first photo: open the embedded pack, build the model, decode.
+        Box::new(move || {
+            let vmae = Vmae::load(&embedded::photo_vmae()?, &device)?;
+            let (c, side) = (vmae.config(), vmae.config().grid());
+            read(vmae.decode(noise::standard_normal([1, c.latent_channels, side, side], 0, &device))?)
+        })
+    } else if model == "startup_sample" {
+        Box::new(move || {
+            let generator = Generator::fashion_demo(&device)?;
+            let settings = generator.sampling(&SamplerOverrides::default());
+            generator.generate(&[7], 0, &settings, |_, _| {}).map(drop)
+        })
+    } else if model == "gemm" {
         // The backend's own f32 matrix product, 2048², as the hardware reference.
         let a = noise::standard_normal([1, 1, 2048, 2048], 1, &device);
         let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device);
@@ -99,15 +118,21 @@ fn main() -> ldmae::Result<()> {
         Box::new(move || read(dit.forward(x.clone(), &vec![0.5; batch], &vec![207; batch])?))
     };
     let mut times = Vec::with_capacity(repeat + 1);
+    let mut since_start = 0.0;
     for _ in 0..=repeat {
         let start = Instant::now();
         run()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
+        if since_start == 0.0 {
+            since_start = started.elapsed().as_secs_f64() * 1e3;
+        }
     }
+    let kernels = if selected.cpu { device::cpu_kernels().to_string() } else { "-".into() };
     println!(
-        "{{\"model\": \"{model}\", \"device\": \"{}\", \"dtype\": \"{}\", \"first_ms\": {}, \"times_ms\": {:?}}}",
+        "{{\"model\": \"{model}\", \"device\": \"{}\", \"dtype\": \"{}\", \"kernels\": \"{}\", \"since_start_ms\": {since_start}, \"first_ms\": {}, \"times_ms\": {:?}}}",
         selected.name.replace('"', "'"),
         selected.precision,
+        kernels.replace('"', "'"),
         times[0],
         &times[1..]
     );

@@ -1,38 +1,44 @@
 //! Kernels for the burn-flex CPU device in f32 where burn-flex's generic ones took most of the
-//! time (docs/performance.md): multi-head attention fused per block of query rows (scores by
-//! GEMM, softmax in place, values by GEMM; heads in parallel) and the exact GELU. burn-flex runs
-//! both one scalar `exp` / `erf` at a time; here the element loops are written so that the
-//! compiler vectorises them, and are compiled for the widest extension the CPU has.
+//! time (docs/performance.md): linear layers on one GEMM ([`gemm`]), multi-head attention fused
+//! per tile of query rows ([`attention`]), the exact GELU, SwiGLU, RMSNorm with modulation, and
+//! qk-norm with RoPE. burn-flex runs `exp` / `erf` one scalar at a time; here the element loops
+//! are written so that the compiler vectorises them, and each kernel is compiled for every level
+//! of [`isa::CpuLevel`] and runs the one [`isa::level`] picks.
 
-use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Defines `$name`, which runs `$portable` compiled for AVX-512 or AVX2+FMA when the CPU has
-/// them (detected at run time), else as compiled for the target (SSE2 on x86-64, NEON on
-/// aarch64).
+mod attention;
+mod gemm;
+pub(crate) mod isa;
+
+pub(crate) use attention::{Rotation, self_attention};
+
+use isa::CpuLevel;
+
+/// Defines `$name`, which runs `$portable` compiled for the kernels' level ([`isa::level`]):
+/// AVX-512 or AVX2+FMA, else as compiled for the target (SSE2 on x86-64, NEON on aarch64).
 macro_rules! on_widest_vectors {
     ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $portable:ident) => {
         fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,fma")]
-                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                fn avx512($($arg: $ty),*) -> $ret {
                     $portable::<true>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                fn avx2($($arg: $ty),*) -> $ret {
                     $portable::<true>($($arg),*)
                 }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the features the function is compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                match isa::level() {
+                    // SAFETY: the level never exceeds what the CPU has (isa::cpu_kernels).
+                    CpuLevel::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
+                    CpuLevel::Avx2 => return unsafe { avx2($($arg),*) },
+                    CpuLevel::Baseline => {}
                 }
             }
             $portable::<{ cfg!(any(target_feature = "fma", target_arch = "aarch64")) }>($($arg),*)
@@ -40,139 +46,14 @@ macro_rules! on_widest_vectors {
     };
 }
 
-/// Query rows per block: the block's scores (rows × keys f32) stay in L2 (256 KiB at 1024 keys).
-const ROWS: usize = 64;
-
 /// Whether `t` is an f32 tensor on burn-flex, where these kernels apply.
 pub(crate) fn applies<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && matches!(t.device().as_dispatch(), burn_dispatch::DispatchDevice::Flex(_))
 }
 
-/// Host copies of a `QkRotation` (model layers): qk-norm weights with their epsilon, and the
-/// `[N, d]` RoPE tables.
-pub(crate) struct Rotation<'a> {
-    pub q_norm: Option<(Vec<f32>, f32)>,
-    pub k_norm: Option<(Vec<f32>, f32)>,
-    pub cos: &'a [f32],
-    pub sin: &'a [f32],
-}
-
-/// Multi-head self-attention of a `[B, N, 3·D]` joint projection (q, k and v, each `H` heads of
-/// `D/H` values per token), the queries and keys optionally rotated first (qk-norm, RoPE):
-/// `softmax(q·kᵀ/√(D/H))·v` per head, heads concatenated → `[B, N, D]`, on burn-flex in f32.
-/// Each head's queries and keys are gathered (and rotated) into per-thread buffers and its values
-/// read in place, so the projection is never permuted into head-major tensors. Gives `qkv` back
-/// where the kernel does not apply.
-pub(crate) fn self_attention(
-    qkv: Tensor<3>,
-    heads: usize,
-    rotation: Option<Rotation<'_>>,
-) -> Result<Tensor<3>, Box<Tensor<3>>> {
-    let ([b, n, three_d], device) = (qkv.dims(), qkv.device());
-    let d = three_d / 3;
-    let hd = d.checked_div(heads).unwrap_or(0);
-    let fits = |r: &Rotation| {
-        let norm_fits = |w: &Option<(Vec<f32>, f32)>| w.as_ref().is_none_or(|(w, _)| w.len() == hd);
-        r.cos.len() == n * hd && r.sin.len() == n * hd && norm_fits(&r.q_norm) && norm_fits(&r.k_norm)
-    };
-    if !applies(&qkv) || n == 0 || hd == 0 || three_d != 3 * heads * hd || !rotation.as_ref().is_none_or(fits) {
-        return Err(Box::new(qkv));
-    }
-    let data = qkv.into_data();
-    let Ok(qkv) = data.as_slice::<f32>() else {
-        return Err(Box::new(Tensor::from_data(data, (&device, DType::F32))));
-    };
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut by_head = vec![0f32; b * n * d]; // [B, H, N, hd]
-    by_head.par_chunks_mut(n * hd).enumerate().for_each_init(
-        || (vec![0f32; n * hd], vec![0f32; n * hd], vec![0f32; ROWS * n]),
-        |(q, k, scores), (task, out)| {
-            let col = (task % heads) * hd;
-            let tokens = &qkv[task / heads * n * three_d..][..n * three_d];
-            let rows = q.chunks_exact_mut(hd).zip(k.chunks_exact_mut(hd)).zip(tokens.chunks_exact(three_d));
-            for (t, ((q, k), token)) in rows.enumerate() {
-                q.copy_from_slice(&token[col..][..hd]);
-                k.copy_from_slice(&token[d + col..][..hd]);
-                if let Some(r) = &rotation {
-                    let (cos, sin) = (&r.cos[t * hd..][..hd], &r.sin[t * hd..][..hd]);
-                    norm_rope_row(q, norm_parts(&r.q_norm), cos, sin);
-                    norm_rope_row(k, norm_parts(&r.k_norm), cos, sin);
-                }
-            }
-            // The values in place: element (j, c) at tokens[2·D + col + j·3·D + c].
-            attend_head(out, q, k, (&tokens[2 * d + col..], three_d), scale, scores);
-        },
-    );
-    // [B, H, N, hd] → [B, N, H·hd]
-    let mut out = vec![0f32; b * n * d];
-    out.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(row, out)| {
-        let (batch, t) = (row / n, row % n);
-        for (head, out) in out.chunks_exact_mut(hd).enumerate() {
-            out.copy_from_slice(&by_head[((batch * heads + head) * n + t) * hd..][..hd]);
-        }
-    });
-    Ok(Tensor::from_data(TensorData::new(out, [b, n, d]), &device))
-}
-
-fn norm_parts(norm: &Option<(Vec<f32>, f32)>) -> Option<(&[f32], f32)> {
-    norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps))
-}
-
-/// One head, by blocks of [`ROWS`] query rows: `out = softmax(q·kᵀ·scale)·v` for row-major `out`,
-/// `q` and `k` (N × d each), and `v` (N × d) with its rows `v_stride` apart; `scores` holds
-/// `ROWS × N` values.
-fn attend_head(out: &mut [f32], q: &[f32], k: &[f32], (v, v_stride): (&[f32], usize), scale: f32, scores: &mut [f32]) {
-    let n = scores.len() / ROWS;
-    let d = q.len() / n;
-    for start in (0..n).step_by(ROWS) {
-        let rows = ROWS.min(n - start);
-        let s = &mut scores[..rows * n];
-        // Scores: the q block times kᵀ (k read transposed: element (i, j) at k[j·d + i]).
-        matmul(s, &q[start * d..], k, [rows, n, d], [1, d], false, gemm::Parallelism::None);
-        let mut sums = [0f32; ROWS];
-        for (row, sum) in s.chunks_exact_mut(n).zip(&mut sums) {
-            *sum = exp_shifted(row, scale);
-        }
-        matmul(&mut out[start * d..], s, v, [rows, d, n], [v_stride, 1], false, gemm::Parallelism::None);
-        // The softmax's division, on the rows × d output instead of the rows × N scores.
-        for (o, sum) in out[start * d..][..rows * d].chunks_exact_mut(d).zip(sums) {
-            let inv = 1.0 / sum;
-            for x in o {
-                *x *= inv;
-            }
-        }
-    }
-}
-
-on_widest_vectors!(exp_shifted(row: &mut [f32], scale: f32) -> f32 = exp_shifted_portable);
-
 /// Lanes of the running maximum and sum: independent accumulators let the compiler vectorise
 /// the reductions (a single float accumulator must add in order).
 const LANES: usize = 16;
-
-/// `row ← exp(scale · (row − max(row)))`, returning the sum (the softmax without its division).
-#[inline(always)]
-fn exp_shifted_portable<const F: bool>(row: &mut [f32], scale: f32) -> f32 {
-    let mut max = [f32::NEG_INFINITY; LANES];
-    let (body, tail) = row.split_at_mut(row.len() - row.len() % LANES);
-    for chunk in body.chunks_exact(LANES) {
-        for (m, &x) in max.iter_mut().zip(chunk) {
-            *m = if x > *m { x } else { *m };
-        }
-    }
-    let max = tail.iter().chain(&max).fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-    let mut sum = [0f32; LANES];
-    for chunk in body.chunks_exact_mut(LANES) {
-        for (s, x) in sum.iter_mut().zip(chunk) {
-            *x = exp::<F>((*x - max) * scale);
-            *s += *x;
-        }
-    }
-    for x in tail.iter_mut() {
-        *x = exp::<F>((*x - max) * scale);
-    }
-    tail.iter().chain(&sum).sum()
-}
 
 /// The exact (erf) GELU, `x·Φ(x)`, of an f32 tensor on burn-flex, in place when the tensor's
 /// buffer is not shared.
@@ -260,9 +141,8 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
         None => vec![0f32; m * n],
     };
     // Threads only where the product is big enough to share out (burn-flex's threshold).
-    let threads = if m * n * k >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    let onto_bias = b.is_some();
-    with_values(x, |x| with_values(w, |w| matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads)))??;
+    let (threads, onto_bias, level) = (m * n * k >= 192 * 192 * 192, b.is_some(), isa::level());
+    with_values(x, |x| with_values(w, |w| gemm::matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads, level)))??;
     dims[D - 1] = n;
     Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
 }
@@ -351,45 +231,6 @@ fn norm_rope_portable<const F: bool>(y: &mut [f32], norm: Option<(&[f32], f32)>,
     }
 }
 
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for row-major `dst` (m × n) and
-/// `lhs` (m × k), and `rhs` (k × n) with element (i, j) at `rhs[i·rs + j·cs]`.
-fn matmul(
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    [m, n, k]: [usize; 3],
-    [rs, cs]: [usize; 2],
-    accumulate: bool,
-    threads: gemm::Parallelism,
-) {
-    let rhs_end = if k == 0 || n == 0 { 0 } else { (k - 1) * rs + (n - 1) * cs + 1 };
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= rhs_end, "matmul extents");
-    // SAFETY: the assertion keeps every access of the three strided matrices inside its slice.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            cs as isize,
-            rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        );
-    }
-}
-
 /// `SiLU(a)·b` where `[a | b]` are the halves of the last axis of an f32 tensor on burn-flex.
 pub(crate) fn swiglu(ab: Tensor<3>) -> Tensor<3> {
     let ([batch, n, two_h], device) = (ab.dims(), ab.device());
@@ -465,11 +306,6 @@ mod tests {
             assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
             assert!(exp(f32::NAN).is_nan());
         }
-    }
-
-    fn softmax(row: &mut [f32], scale: f32) {
-        let inv = 1.0 / exp_shifted(row, scale);
-        row.iter_mut().for_each(|x| *x *= inv);
     }
 
     #[test]
@@ -572,14 +408,6 @@ mod tests {
         assert_close(ours, &want);
     }
 
-    #[test]
-    fn nan_scores_give_a_nan_row() {
-        let mut row = [0.5f32; 40];
-        row[33] = f32::NAN;
-        softmax(&mut row, 1.0);
-        assert!(row.iter().all(|x| x.is_nan()));
-    }
-
     /// `self_attention` in f64, straight from its definition.
     fn self_attention_f64(qkv: &[f32], [b, n, heads, hd]: [usize; 4], rotation: Option<&Rotation>) -> Vec<f64> {
         let d = heads * hd;
@@ -630,20 +458,5 @@ mod tests {
         // Tables of the wrong size: the caller's generic path takes over.
         let short = Rotation { cos: &cos[hd..], ..rotation() };
         assert!(self_attention(qkv, heads, Some(short)).is_err());
-    }
-
-    #[test]
-    fn softmax_matches_f64() {
-        let mut row: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3).collect();
-        let want: Vec<f64> = {
-            let m = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64 * 0.25));
-            let e: Vec<f64> = row.iter().map(|&x| (x as f64 * 0.25 - m).exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.iter().map(|v| v / s).collect()
-        };
-        softmax(&mut row, 0.25);
-        for (a, b) in row.iter().zip(&want) {
-            assert!((*a as f64 - b).abs() <= 1e-6 * b + 1e-9, "{a} vs {b}");
-        }
     }
 }
