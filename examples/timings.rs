@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! timings FIXTURES INPUTS MODEL REPEAT [DEVICE [DTYPE]]
-//!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2 | gemm (2048² f32 matrix product)
+//!     MODEL: vmae_encode | vmae_decode | dit_b1 | dit_b2 | gemm (2048² f32 product, as in the
+//!            linear layers)
 //!            | vmae_load | dit_load (opening INPUTS/vmae.pack or dit.pack and loading the model)
 //!            | packs (writes INPUTS/vmae.pack and INPUTS/dit.pack and exits; then DEVICE is
 //!              the storage: f32 (default), f16, int8 or int4)
@@ -94,10 +95,10 @@ fn main() -> ldmae::Result<()> {
             generator.generate(&[7], 0, &settings, |_, _| {}).map(drop)
         })
     } else if model == "gemm" {
-        // The backend's own f32 matrix product, 2048², as the hardware reference.
-        let a = noise::standard_normal([1, 1, 2048, 2048], 1, &device);
-        let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device);
-        Box::new(move || read(a.clone().matmul(b.clone())))
+        // The f32 matrix product of the models' linear layers, 2048², as the hardware reference.
+        let a = noise::standard_normal([1, 1, 2048, 2048], 1, &device).reshape([2048, 2048]);
+        let b = noise::standard_normal([1, 1, 2048, 2048], 2, &device).reshape([2048, 2048]);
+        Box::new(move || read(device::matmul(a.clone(), b.clone()).unsqueeze()))
     } else if model == "vmae_load" {
         Box::new(|| Vmae::load(&Pack::from_file(&inputs.join("vmae.pack"))?, &device).map(drop))
     } else if model == "dit_load" {

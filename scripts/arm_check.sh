@@ -23,8 +23,15 @@ fi
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-cargo test --release --target aarch64-unknown-linux-gnu -p ldmae --no-default-features \
-    --features std,flex,checkpoint,embedded-models --lib --test parity_tiny --test codec --test errors
+# Each CPU model makes the dispatch pick other kernels: a Cortex-A53 has NEON only (f16 GEMM by
+# widening to f32), qemu's `max` adds FP16 arithmetic (the f16 GEMM's NEON-FP16 kernels) and dot
+# products. The f32 kernels have one NEON variant; the f16 test runs the CPU's f16 compute path.
+for cpu in cortex-a53 max; do
+    echo "-- qemu -cpu $cpu"
+    QEMU_CPU=$cpu cargo test --release --target aarch64-unknown-linux-gnu -p ldmae --no-default-features \
+        --features std,flex,checkpoint,embedded-models --lib --test parity_tiny --test codec --test errors \
+        --test f16_cpu
+done
 
 echo "-- the C ABI and the CLI on aarch64 (qemu-user runs no AddressSanitizer: that is the x86 run's)"
 target_dir=${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu/release
@@ -40,7 +47,8 @@ print(4 * m["f64_max_abs_diff"]["enc_mean"] + 1e-6 * m["max_abs"]["enc_mean"])')
 qemu-aarch64 -L /usr/aarch64-linux-gnu "$tmp/abi_test" tests/fixtures/tiny "$tol" "$tmp"
 # The CLI reads the official checkpoint and matches the PyTorch reference's posterior mean.
 qemu-aarch64 -L /usr/aarch64-linux-gnu "$target_dir/ldmae" --device cpu encode \
-    --vmae tests/fixtures/tiny/vmae.pth tests/fixtures/tiny/image.png -o "$tmp/mean.npy" 2>/dev/null
+    --vmae tests/fixtures/tiny/vmae.pth tests/fixtures/tiny/image.png -o "$tmp/mean.npy" 2>"$tmp/log"
+grep '^cpu: ' "$tmp/log" # the kernels it ran
 python3 - "$tmp/mean.npy" "$tol" <<'PY'
 import sys, numpy as np
 ours, ref = np.load(sys.argv[1]), np.load("tests/fixtures/tiny/enc_mean.npy")

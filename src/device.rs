@@ -13,12 +13,22 @@ use crate::error::{Error, Result};
 use crate::precision::Precision;
 use alloc::format;
 use alloc::string::{String, ToString};
-use burn::tensor::{Device, FloatDType};
+use burn::tensor::{Device, FloatDType, Tensor};
 use core::fmt;
 use core::str::FromStr;
 
 #[cfg(not(any(feature = "flex", feature = "ndarray")))]
 compile_error!("enable a CPU backend: the `flex` (default) or `ndarray` feature");
+
+/// `a · b`, by the matrix product the models' linear layers run: on burn-flex in f32 the GEMM
+/// named by [`cpu_kernels`], elsewhere burn's `matmul` (for benchmarks and checks).
+pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    #[cfg(all(feature = "flex", feature = "std"))]
+    if let Some(product) = crate::kernels::linear(&a, &b, None) {
+        return product;
+    }
+    a.matmul(b)
+}
 
 /// The CPU device of the enabled backend (flex when both are enabled), with its default f32.
 #[allow(deprecated)] // burn 0.22 deprecates burn-ndarray in favour of flex; we keep it selectable.

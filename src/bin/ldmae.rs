@@ -193,6 +193,10 @@ fn tick(bar: &ProgressBar, done: usize, total: usize) {
 fn run_on_device(cli: Cli) -> Result<()> {
     let selected = device::select(cli.device, cli.dtype)?;
     eprintln!("device: {selected}");
+    #[cfg(feature = "flex")]
+    if selected.cpu {
+        eprintln!("cpu: {}", device::cpu_kernels());
+    }
     device::run_with_f32_fallback(
         &selected,
         |device| run(cli.command.clone(), device),

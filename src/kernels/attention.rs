@@ -3,6 +3,7 @@
 //! head, the softmax in place, the values by the same tile against values packed once per head,
 //! then the softmax's division — no score matrix in memory and no packing per block (the heads of
 //! width 16 of the VMAE gave a general GEMM call per block too little depth to amortise its own).
+//! Each task is one block of queries over all heads, writing its own rows of the output.
 
 use super::gemm::{self, TileFn};
 use super::isa::{self, CpuLevel};
@@ -25,9 +26,9 @@ pub(crate) struct Rotation<'a> {
 /// Multi-head self-attention of a `[B, N, 3·D]` joint projection (q, k and v, each `H` heads of
 /// `D/H` values per token), the queries and keys optionally rotated first (qk-norm, RoPE):
 /// `softmax(q·kᵀ/√(D/H))·v` per head, heads concatenated → `[B, N, D]`, on burn-flex in f32.
-/// Each head's queries and keys are gathered (and rotated) into per-thread buffers and its values
-/// read in place, so the projection is never permuted into head-major tensors. Gives `qkv` back
-/// where the kernel does not apply.
+/// Each head's queries, keys and values are packed (and rotated) once, straight from the
+/// projection; then each block of queries is one task, which writes its rows of the output for
+/// every head. Gives `qkv` back where the kernel does not apply.
 pub(crate) fn self_attention(
     qkv: Tensor<3>,
     heads: usize,
@@ -47,36 +48,8 @@ pub(crate) fn self_attention(
     let Ok(qkv) = data.as_slice::<f32>() else {
         return Err(Box::new(Tensor::from_data(data, (&device, DType::F32))));
     };
-    let head = Head { n, hd, scale: 1.0 / (hd as f32).sqrt() };
-    let level = isa::level();
-    let mut by_head = vec![0f32; b * n * d]; // [B, H, N, hd]
-    by_head.par_chunks_mut(n * hd).enumerate().for_each_init(
-        || (vec![0f32; n * hd], vec![0f32; n * hd]),
-        |(q, k), (task, out)| {
-            let col = (task % heads) * hd;
-            let tokens = &qkv[task / heads * n * three_d..][..n * three_d];
-            let rows = q.chunks_exact_mut(hd).zip(k.chunks_exact_mut(hd)).zip(tokens.chunks_exact(three_d));
-            for (t, ((q, k), token)) in rows.enumerate() {
-                q.copy_from_slice(&token[col..][..hd]);
-                k.copy_from_slice(&token[d + col..][..hd]);
-                if let Some(r) = &rotation {
-                    let (cos, sin) = (&r.cos[t * hd..][..hd], &r.sin[t * hd..][..hd]);
-                    norm_rope_row(q, norm_parts(&r.q_norm), cos, sin);
-                    norm_rope_row(k, norm_parts(&r.k_norm), cos, sin);
-                }
-            }
-            // The values in place: element (j, c) at tokens[2·D + col + j·3·D + c].
-            head.attend(level, out, q, k, (&tokens[2 * d + col..], three_d));
-        },
-    );
-    // [B, H, N, hd] → [B, N, H·hd]
-    let mut out = vec![0f32; b * n * d];
-    out.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(row, out)| {
-        let (batch, t) = (row / n, row % n);
-        for (head, out) in out.chunks_exact_mut(hd).enumerate() {
-            out.copy_from_slice(&by_head[((batch * heads + head) * n + t) * hd..][..hd]);
-        }
-    });
+    let shape = Shape { b, n, heads, hd, scale: 1.0 / (hd as f32).sqrt() };
+    let out = attend_at(isa::level(), shape, qkv, rotation.as_ref());
     Ok(Tensor::from_data(TensorData::new(out, [b, n, d]), &device))
 }
 
@@ -84,99 +57,147 @@ fn norm_parts(norm: &Option<(Vec<f32>, f32)>) -> Option<(&[f32], f32)> {
     norm.as_ref().map(|(w, eps)| (w.as_slice(), *eps))
 }
 
-/// One head's sizes: `n` tokens of `hd` values, scores scaled by `scale`.
+/// Sizes: `b` sequences of `n` tokens, `heads` heads of `hd` values, scores scaled by `scale`.
 #[derive(Clone, Copy)]
-struct Head {
+struct Shape {
+    b: usize,
     n: usize,
+    heads: usize,
     hd: usize,
     scale: f32,
 }
 
-impl Head {
-    /// `out = softmax(q·kᵀ·scale)·v` for row-major `out`, `q` and `k` (n × hd each), and `v`
-    /// (n × hd) with its rows `v_stride` apart, compiled for `level`.
-    fn attend(self, level: CpuLevel, out: &mut [f32], q: &[f32], k: &[f32], v: (&[f32], usize)) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,fma")]
-            fn avx512(h: Head, out: &mut [f32], q: &[f32], k: &[f32], v: (&[f32], usize)) {
-                h.attend_tiles::<8, 32, true>(gemm::tile_avx512, out, q, k, v)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(h: Head, out: &mut [f32], q: &[f32], k: &[f32], v: (&[f32], usize)) {
-                h.attend_tiles::<6, 16, true>(gemm::tile_avx2, out, q, k, v)
-            }
-            match level {
-                // SAFETY: the level never exceeds what the CPU has (isa::cpu_kernels).
-                CpuLevel::Avx512 => return unsafe { avx512(self, out, q, k, v) },
-                // SAFETY: as above.
-                CpuLevel::Avx2 => return unsafe { avx2(self, out, q, k, v) },
-                CpuLevel::Baseline => {}
-            }
-            self.attend_tiles::<4, 8, false>(gemm::tile_baseline, out, q, k, v)
+/// One head of one sequence, packed for the register tile ([`gemm::TileFn`]).
+struct Packed<const MR: usize, const NR: usize> {
+    /// qᵀ by blocks of `NR` queries (`hd` rows each), zero past the last query.
+    queries: Vec<[f32; NR]>,
+    /// k by panels of `MR` keys (`hd` rows each), zero past the last key.
+    keys: Vec<[f32; MR]>,
+    /// v by panels of `MR` value columns (`n` rows each), zero past the last column.
+    values: Vec<[f32; MR]>,
+}
+
+/// One block of queries for every head of its sequence ([`query_block`] at one level).
+type BlockFn<const MR: usize, const NR: usize> = fn(Shape, &[Packed<MR, NR>], usize, &mut [f32], &mut Vec<[f32; NR]>);
+
+/// The attention at `level`: tiles of `MR × NR` (AVX-512 8 × 32, AVX2 6 × 16, SSE2 4 × 8, NEON
+/// 8 × 8).
+fn attend_at(level: CpuLevel, shape: Shape, qkv: &[f32], rotation: Option<&Rotation>) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512(s: Shape, p: &[Packed<8, 32>], block: usize, out: &mut [f32], scores: &mut Vec<[f32; 32]>) {
+            query_block::<8, 32, true>(gemm::tile_avx512, s, p, block, out, scores)
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = level;
-            // NEON's 32 registers of 4 lanes: 16 accumulators.
-            self.attend_tiles::<8, 8, { cfg!(target_arch = "aarch64") }>(gemm::tile_baseline, out, q, k, v)
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(s: Shape, p: &[Packed<6, 16>], block: usize, out: &mut [f32], scores: &mut Vec<[f32; 16]>) {
+            query_block::<6, 16, true>(gemm::tile_avx2, s, p, block, out, scores)
+        }
+        match level {
+            // SAFETY (both): the level never exceeds what the CPU has (isa::cpu_kernels).
+            CpuLevel::Avx512 => attend::<8, 32>(shape, qkv, rotation, |s, p, b, o, t| unsafe { avx512(s, p, b, o, t) }),
+            CpuLevel::Avx2 => attend::<6, 16>(shape, qkv, rotation, |s, p, b, o, t| unsafe { avx2(s, p, b, o, t) }),
+            CpuLevel::Baseline => attend::<4, 8>(shape, qkv, rotation, |s, p, b, o, t| {
+                query_block::<4, 8, false>(gemm::tile_baseline, s, p, b, o, t)
+            }),
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = level;
+        attend::<8, 8>(shape, qkv, rotation, |s, p, b, o, t| {
+            query_block::<8, 8, { cfg!(target_arch = "aarch64") }>(gemm::tile_baseline, s, p, b, o, t)
+        })
+    }
+}
 
-    /// [`Head::attend`] by blocks of `NR` queries, all computed transposed so that every
-    /// product is the GEMM's `MR × NR` register tile and the softmax runs down columns (lanes =
-    /// queries): scoresᵀ (n × NR) = k · qᵀ by tiles of `MR` keys, then the softmax over each
-    /// column, then outᵀ (hd × NR) = vᵀ · exp(scoresᵀ) by tiles of `MR` value columns.
-    #[inline(always)]
-    fn attend_tiles<const MR: usize, const NR: usize, const F: bool>(
-        self,
-        tile: TileFn<MR, NR>,
-        out: &mut [f32],
-        q: &[f32],
-        k: &[f32],
-        (v, v_stride): (&[f32], usize),
-    ) {
-        let Head { n, hd, scale } = self;
-        // k in panels of MR keys and vᵀ in panels of MR value columns, zero-padded, once per head.
-        let mut keys = vec![[0f32; MR]; hd * n.div_ceil(MR)];
-        for (panel, k) in keys.chunks_exact_mut(hd).zip(k.chunks(MR * hd)) {
-            for (r, key) in k.chunks_exact(hd).enumerate() {
-                for (c, &x) in key.iter().enumerate() {
-                    panel[c][r] = x;
-                }
-            }
+/// Packs every head (in parallel), then runs `block` on every block of queries (in parallel).
+fn attend<const MR: usize, const NR: usize>(
+    shape: Shape,
+    qkv: &[f32],
+    rotation: Option<&Rotation>,
+    block: BlockFn<MR, NR>,
+) -> Vec<f32> {
+    let Shape { b, n, heads, hd, .. } = shape;
+    let d = heads * hd;
+    let packed: Vec<Packed<MR, NR>> = (0..b * heads)
+        .into_par_iter()
+        .map(|task| pack(shape, &qkv[task / heads * n * 3 * d..][..n * 3 * d], task % heads * hd, rotation))
+        .collect();
+    let mut out = vec![0f32; b * n * d];
+    out.par_chunks_mut(n * d).zip(packed.par_chunks(heads)).for_each(|(out, heads)| {
+        out.par_chunks_mut(NR * d)
+            .enumerate()
+            .for_each_init(Vec::new, |scores, (i, rows)| block(shape, heads, i, rows, scores));
+    });
+    out
+}
+
+/// The head whose values start at column `col` of the sequence's `tokens` (`n` rows of `3·D`).
+fn pack<const MR: usize, const NR: usize>(
+    Shape { n, heads, hd, .. }: Shape,
+    tokens: &[f32],
+    col: usize,
+    rotation: Option<&Rotation>,
+) -> Packed<MR, NR> {
+    let d = heads * hd;
+    let mut p = Packed {
+        queries: vec![[0.0; NR]; n.div_ceil(NR) * hd],
+        keys: vec![[0.0; MR]; n.div_ceil(MR) * hd],
+        values: vec![[0.0; MR]; hd.div_ceil(MR) * n],
+    };
+    let (mut rotated_q, mut rotated_k) = (vec![0f32; hd], vec![0f32; hd]);
+    for (t, token) in tokens.chunks_exact(3 * d).enumerate() {
+        let (mut q, mut k) = (&token[col..][..hd], &token[d + col..][..hd]);
+        if let Some(r) = rotation {
+            let (cos, sin) = (&r.cos[t * hd..][..hd], &r.sin[t * hd..][..hd]);
+            rotated_q.copy_from_slice(q);
+            rotated_k.copy_from_slice(k);
+            norm_rope_row(&mut rotated_q, norm_parts(&r.q_norm), cos, sin);
+            norm_rope_row(&mut rotated_k, norm_parts(&r.k_norm), cos, sin);
+            (q, k) = (&rotated_q, &rotated_k);
         }
-        let mut values = vec![[0f32; MR]; n * hd.div_ceil(MR)];
-        for (p, panel) in values.chunks_exact_mut(n).enumerate() {
-            let width = MR.min(hd - p * MR);
-            for (j, row) in panel.iter_mut().enumerate() {
-                row[..width].copy_from_slice(&v[j * v_stride + p * MR..][..width]);
-            }
+        let (queries, keys) = (&mut p.queries[t / NR * hd..][..hd], &mut p.keys[t / MR * hd..][..hd]);
+        for (c, (&q, &k)) in q.iter().zip(k).enumerate() {
+            queries[c][t % NR] = q;
+            keys[c][t % MR] = k;
         }
-        let mut queries = vec![[0f32; NR]; hd]; // qᵀ of the block
-        let mut scores = vec![[0f32; NR]; n]; // scoresᵀ of the block, then their exponentials
-        let mut result = [[0f32; NR]; MR];
-        for start in (0..n).step_by(NR) {
-            let cols = NR.min(n - start);
-            for (c, row) in queries.iter_mut().enumerate() {
-                for (i, x) in row.iter_mut().enumerate() {
-                    *x = if i < cols { q[(start + i) * hd + c] } else { 0.0 };
-                }
-            }
-            for (j, panel) in keys.chunks_exact(hd).enumerate() {
-                let rows = MR.min(n - j * MR);
-                tile(panel, &queries, scores[j * MR..].as_flattened_mut(), NR, [rows, NR], false);
-            }
-            let inverse_sums = softmax_columns::<NR, F>(&mut scores, scale);
-            for (p, panel) in values.chunks_exact(n).enumerate() {
-                let rows = MR.min(hd - p * MR);
-                tile(panel, &scores, result.as_flattened_mut(), NR, [rows, NR], false);
-                // outᵀ back to row-major, with the softmax's division (on hd × NR outputs
-                // instead of n × NR scores).
-                for (c, column) in result.iter().enumerate().take(rows) {
-                    for (i, (&x, inv)) in column.iter().zip(&inverse_sums).enumerate().take(cols) {
-                        out[(start + i) * hd + p * MR + c] = x * inv;
-                    }
+        for (c, &v) in token[2 * d + col..][..hd].iter().enumerate() {
+            p.values[c / MR * n + t][c % MR] = v;
+        }
+    }
+    p
+}
+
+/// Rows `block·NR..` of the output (`out`, rows of `D`) for every head of their sequence, all
+/// computed transposed so that every product is the `MR × NR` register `tile` and the softmax
+/// runs down columns (lanes = queries): scoresᵀ (n × NR) = k · qᵀ by panels of `MR` keys, the
+/// softmax down each column, then outᵀ (hd × NR) = vᵀ · exp(scoresᵀ) by panels of `MR` value
+/// columns, divided by the column sums on the way out.
+#[inline(always)]
+fn query_block<const MR: usize, const NR: usize, const F: bool>(
+    tile: TileFn<MR, NR>,
+    Shape { n, heads, hd, scale, .. }: Shape,
+    packed: &[Packed<MR, NR>],
+    block: usize,
+    out: &mut [f32],
+    scores: &mut Vec<[f32; NR]>,
+) {
+    let (d, cols) = (heads * hd, NR.min(n - block * NR));
+    scores.resize(n, [0.0; NR]);
+    let mut result = [[0f32; NR]; MR];
+    for (h, p) in packed.iter().enumerate() {
+        let queries = &p.queries[block * hd..][..hd];
+        for (j, panel) in p.keys.chunks_exact(hd).enumerate() {
+            tile(panel, queries, scores[j * MR..].as_flattened_mut(), NR, [MR.min(n - j * MR), NR], false);
+        }
+        let inverse_sums = softmax_columns::<NR, F>(scores, scale);
+        for (c0, panel) in (0..hd).step_by(MR).zip(p.values.chunks_exact(n)) {
+            let rows = MR.min(hd - c0);
+            tile(panel, scores, result.as_flattened_mut(), NR, [rows, NR], false);
+            for (c, column) in result.iter().enumerate().take(rows) {
+                for (i, (&x, inv)) in column.iter().zip(&inverse_sums).enumerate().take(cols) {
+                    out[i * d + h * hd + c0 + c] = x * inv;
                 }
             }
         }
@@ -208,35 +229,34 @@ mod tests {
     use super::*;
 
     /// Every level this CPU runs, against softmax(q·kᵀ·s)·v in f64: token counts that leave
-    /// partial tiles and panels, head widths narrower than, equal to and wider than a panel.
+    /// partial tiles and blocks, head widths narrower than, equal to and wider than a panel.
     #[test]
     fn every_level_matches_f64() {
         let detected = isa::cpu_kernels().detected;
-        let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0;
+        let value = |i: usize| ((i * 7919 + 104_729) % 4001) as f32 / 1000.25 - 2.0;
+        let (b, heads) = (2, 3);
         for (n, hd) in [(1, 8), (13, 8), (70, 16), (37, 24), (41, 64)] {
-            let (q, k): (Vec<f32>, Vec<f32>) = ((0..n * hd).map(|i| value(i, 1)).collect(), (0..n * hd).map(|i| value(i, 2)).collect());
-            // The values strided as in a joint projection: rows 3·hd apart.
-            let v: Vec<f32> = (0..n * 3 * hd).map(|i| value(i, 3)).collect();
-            let head = Head { n, hd, scale: 1.0 / (hd as f32).sqrt() };
-            let mut want = vec![0f64; n * hd];
-            for i in 0..n {
-                let s: Vec<f64> = (0..n)
-                    .map(|j| (0..hd).map(|c| q[i * hd + c] as f64 * k[j * hd + c] as f64).sum::<f64>() * head.scale as f64)
-                    .collect();
+            let d = heads * hd;
+            let qkv: Vec<f32> = (0..b * n * 3 * d).map(value).collect();
+            let shape = Shape { b, n, heads, hd, scale: 1.0 / (hd as f32).sqrt() };
+            let at = |batch: usize, t: usize, part: usize, h: usize, c: usize| qkv[(batch * n + t) * 3 * d + part * d + h * hd + c] as f64;
+            let mut want = vec![0f64; b * n * d];
+            for (batch, h, i) in (0..b).flat_map(|x| (0..heads).flat_map(move |h| (0..n).map(move |i| (x, h, i)))) {
+                let s: Vec<f64> =
+                    (0..n).map(|j| (0..hd).map(|c| at(batch, i, 0, h, c) * at(batch, j, 1, h, c)).sum::<f64>() * shape.scale as f64).collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|s| (s - m).exp()).collect();
                 let total: f64 = e.iter().sum();
                 for c in 0..hd {
-                    want[i * hd + c] = (0..n).map(|j| e[j] * v[j * 3 * hd + c] as f64).sum::<f64>() / total;
+                    want[(batch * n + i) * d + h * hd + c] = (0..n).map(|j| e[j] * at(batch, j, 2, h, c)).sum::<f64>() / total;
                 }
             }
             for level in [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= detected) {
-                let mut out = vec![f32::NAN; n * hd];
-                head.attend(level, &mut out, &q, &k, (&v, 3 * hd));
-                for (a, b) in out.iter().zip(&want) {
+                let out = attend_at(level, shape, &qkv, None);
+                for (a, w) in out.iter().zip(&want) {
                     // Weights summing to 1 over values of at most 2: f32 rounding of the scores
                     // (hd products of at most 4) and sums leaves ~1e-6 (a wrong tile is off by O(1)).
-                    assert!((*a as f64 - b).abs() <= 1e-5, "{level} n={n} hd={hd}: {a} vs {b}");
+                    assert!((*a as f64 - w).abs() <= 1e-5, "{level} n={n} hd={hd}: {a} vs {w}");
                 }
             }
         }
