@@ -128,7 +128,10 @@ fn main() -> ldmae::Result<()> {
             since_start = started.elapsed().as_secs_f64() * 1e3;
         }
     }
+    #[cfg(feature = "flex")]
     let kernels = if selected.cpu { device::cpu_kernels().to_string() } else { "-".into() };
+    #[cfg(not(feature = "flex"))]
+    let kernels = "ndarray";
     println!(
         "{{\"model\": \"{model}\", \"device\": \"{}\", \"dtype\": \"{}\", \"kernels\": \"{}\", \"since_start_ms\": {since_start}, \"first_ms\": {}, \"times_ms\": {:?}}}",
         selected.name.replace('"', "'"),

@@ -67,6 +67,11 @@ DOCS_RS=1 cargo clippy -q -p ldmae --lib --bins --no-default-features --features
 
 step "tests (flex and ndarray CPU backends, wgpu on lavapipe)"
 cargo test --release --workspace --features ndarray,wgpu
+# The models again on the narrower CPU kernels (the kernels' own tests cover every level already).
+for level in baseline avx2; do
+    echo "-- LDMAE_CPU=$level"
+    LDMAE_CPU=$level cargo test -q --release --workspace --features ndarray,wgpu --test parity_tiny
+done
 
 step "C ABI: header, examples and tests under AddressSanitizer"
 bash scripts/ffi_check.sh

@@ -7,9 +7,9 @@
 //! CPU in f32, and says why ([`Selected::reason`]). A choice can be forced, and a pack of
 //! either precision loads onto a device of either precision (weights are widened or rounded once).
 
+use crate::error::{Error, Result};
 #[cfg(all(feature = "flex", feature = "std"))]
 pub use crate::kernels::isa::{CpuKernels, CpuLevel, cpu_kernels};
-use crate::error::{Error, Result};
 use crate::precision::Precision;
 use alloc::format;
 use alloc::string::{String, ToString};

@@ -239,16 +239,22 @@ mod tests {
             let d = heads * hd;
             let qkv: Vec<f32> = (0..b * n * 3 * d).map(value).collect();
             let shape = Shape { b, n, heads, hd, scale: 1.0 / (hd as f32).sqrt() };
-            let at = |batch: usize, t: usize, part: usize, h: usize, c: usize| qkv[(batch * n + t) * 3 * d + part * d + h * hd + c] as f64;
+            let at = |batch: usize, t: usize, part: usize, h: usize, c: usize| {
+                qkv[(batch * n + t) * 3 * d + part * d + h * hd + c] as f64
+            };
             let mut want = vec![0f64; b * n * d];
             for (batch, h, i) in (0..b).flat_map(|x| (0..heads).flat_map(move |h| (0..n).map(move |i| (x, h, i)))) {
-                let s: Vec<f64> =
-                    (0..n).map(|j| (0..hd).map(|c| at(batch, i, 0, h, c) * at(batch, j, 1, h, c)).sum::<f64>() * shape.scale as f64).collect();
+                let s: Vec<f64> = (0..n)
+                    .map(|j| {
+                        (0..hd).map(|c| at(batch, i, 0, h, c) * at(batch, j, 1, h, c)).sum::<f64>() * shape.scale as f64
+                    })
+                    .collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|s| (s - m).exp()).collect();
                 let total: f64 = e.iter().sum();
                 for c in 0..hd {
-                    want[(batch * n + i) * d + h * hd + c] = (0..n).map(|j| e[j] * at(batch, j, 2, h, c)).sum::<f64>() / total;
+                    want[(batch * n + i) * d + h * hd + c] =
+                        (0..n).map(|j| e[j] * at(batch, j, 2, h, c)).sum::<f64>() / total;
                 }
             }
             for level in [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= detected) {

@@ -9,15 +9,6 @@
 //! panels. Blocks of rows run on the rayon pool.
 
 use super::isa::CpuLevel;
-use alloc::vec;
-use alloc::vec::Vec;
-use rayon::prelude::*;
-
-/// Depth of a packed block: an `NR`-column panel of it (32 KiB at `NR` = 16) is what the kernel
-/// reads from L1 again for every `MR` rows.
-const KC: usize = 512;
-/// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
-const MC: usize = 48;
 
 /// The GEMM that runs at `level`, for [`super::isa::CpuKernels`].
 pub(super) fn name(level: CpuLevel) -> &'static str {
@@ -56,11 +47,11 @@ pub(super) fn matmul(
     }
     #[cfg(target_arch = "x86_64")]
     if level < CpuLevel::Avx512 {
-        let rhs = Strided { values: rhs, rs, cs };
+        let rhs = blocked::Strided { values: rhs, rs, cs };
         return if level == CpuLevel::Avx2 {
-            blocked::<6, 16>(dst, lhs, rhs, [m, n, k], accumulate, threads, block_avx2)
+            blocked::blocked::<6, 16>(dst, lhs, rhs, [m, n, k], accumulate, threads, blocked::block_avx2)
         } else {
-            blocked::<4, 8>(dst, lhs, rhs, [m, n, k], accumulate, threads, block_baseline)
+            blocked::blocked::<4, 8>(dst, lhs, rhs, [m, n, k], accumulate, threads, blocked::block_baseline)
         };
     }
     let _ = level;
@@ -91,129 +82,143 @@ pub(super) fn matmul(
     }
 }
 
-/// A matrix with element (i, j) at `values[i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct Strided<'a> {
-    values: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-/// One `MC`-row block of the product for one `KC`-deep block of `rhs` (see [`Block`]).
-type BlockFn<const MR: usize, const NR: usize> = fn(&Block<'_, NR>, &mut [f32], &[f32], &mut Vec<[f32; MR]>);
-
-/// What every row block of one `KC`-deep step shares: the packed `rhs` panels and the sizes.
-struct Block<'a, const NR: usize> {
-    panels: &'a [[f32; NR]],
-    /// Columns (`n`), the step's depth and offset into `lhs`'s rows, and `lhs`'s row length.
-    n: usize,
-    kc: usize,
-    pc: usize,
-    k: usize,
-    /// Whether the tiles are added to `dst` (a later step, or `accumulate`).
-    add: bool,
-}
-
+/// The blocked GEMM (x86-64 below AVX-512).
 #[cfg(target_arch = "x86_64")]
-fn blocked<const MR: usize, const NR: usize>(
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: Strided<'_>,
-    [m, n, k]: [usize; 3],
-    accumulate: bool,
-    threads: bool,
-    block: BlockFn<MR, NR>,
-) {
-    let mut panels = vec![[0f32; NR]; KC.min(k) * n.div_ceil(NR)];
-    for pc in (0..k).step_by(KC) {
-        let kc = KC.min(k - pc);
-        let panels = &mut panels[..kc * n.div_ceil(NR)];
-        let pack = |(j, panel): (usize, &mut [[f32; NR]])| pack_rhs(panel, rhs, pc, j * NR, n);
-        if threads {
-            panels.par_chunks_mut(kc).enumerate().for_each(pack);
-        } else {
-            panels.chunks_mut(kc).enumerate().for_each(pack);
-        }
-        let step = Block { panels, n, kc, pc, k, add: accumulate || pc > 0 };
-        let (dst, lhs) = (&mut dst[..m * n], &lhs[..m * k]);
-        if threads {
-            let step = &step;
-            let blocks = dst.par_chunks_mut(MC * n).zip(lhs.par_chunks(MC * k));
-            blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(step, dst, lhs, buf));
-        } else {
-            let mut buf = Vec::new();
-            for (dst, lhs) in dst.chunks_mut(MC * n).zip(lhs.chunks(MC * k)) {
-                block(&step, dst, lhs, &mut buf);
+mod blocked {
+    use super::tile;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use rayon::prelude::*;
+
+    /// Depth of a packed block: an `NR`-column panel of it (32 KiB at `NR` = 16) is what the kernel
+    /// reads from L1 again for every `MR` rows.
+    const KC: usize = 512;
+    /// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
+    const MC: usize = 48;
+
+    /// A matrix with element (i, j) at `values[i·rs + j·cs]`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Strided<'a> {
+        pub values: &'a [f32],
+        pub rs: usize,
+        pub cs: usize,
+    }
+
+    /// One `MC`-row block of the product for one `KC`-deep block of `rhs` (see [`Block`]).
+    pub(super) type BlockFn<const MR: usize, const NR: usize> =
+        fn(&Block<'_, NR>, &mut [f32], &[f32], &mut Vec<[f32; MR]>);
+
+    /// What every row block of one `KC`-deep step shares: the packed `rhs` panels and the sizes.
+    pub(super) struct Block<'a, const NR: usize> {
+        panels: &'a [[f32; NR]],
+        /// Columns (`n`), the step's depth and offset into `lhs`'s rows, and `lhs`'s row length.
+        n: usize,
+        kc: usize,
+        pc: usize,
+        k: usize,
+        /// Whether the tiles are added to `dst` (a later step, or `accumulate`).
+        add: bool,
+    }
+
+    pub(super) fn blocked<const MR: usize, const NR: usize>(
+        dst: &mut [f32],
+        lhs: &[f32],
+        rhs: Strided<'_>,
+        [m, n, k]: [usize; 3],
+        accumulate: bool,
+        threads: bool,
+        block: BlockFn<MR, NR>,
+    ) {
+        let mut panels = vec![[0f32; NR]; KC.min(k) * n.div_ceil(NR)];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let panels = &mut panels[..kc * n.div_ceil(NR)];
+            let pack = |(j, panel): (usize, &mut [[f32; NR]])| pack_rhs(panel, rhs, pc, j * NR, n);
+            if threads {
+                panels.par_chunks_mut(kc).enumerate().for_each(pack);
+            } else {
+                panels.chunks_mut(kc).enumerate().for_each(pack);
+            }
+            let step = Block { panels, n, kc, pc, k, add: accumulate || pc > 0 };
+            let (dst, lhs) = (&mut dst[..m * n], &lhs[..m * k]);
+            if threads {
+                let step = &step;
+                let blocks = dst.par_chunks_mut(MC * n).zip(lhs.par_chunks(MC * k));
+                blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(step, dst, lhs, buf));
+            } else {
+                let mut buf = Vec::new();
+                for (dst, lhs) in dst.chunks_mut(MC * n).zip(lhs.chunks(MC * k)) {
+                    block(&step, dst, lhs, &mut buf);
+                }
             }
         }
     }
-}
 
-/// Columns `j0..j0 + NR` of rows `pc..pc + panel.len()` of `rhs`, zero beyond column `n`.
-fn pack_rhs<const NR: usize>(panel: &mut [[f32; NR]], rhs: Strided<'_>, pc: usize, j0: usize, n: usize) {
-    let width = NR.min(n - j0);
-    for (p, row) in panel.iter_mut().enumerate() {
-        let start = (pc + p) * rhs.rs + j0 * rhs.cs;
-        if rhs.cs == 1 {
-            row[..width].copy_from_slice(&rhs.values[start..][..width]);
-        } else {
-            for (j, v) in row[..width].iter_mut().enumerate() {
-                *v = rhs.values[start + j * rhs.cs];
+    /// Columns `j0..j0 + NR` of rows `pc..pc + panel.len()` of `rhs`, zero beyond column `n`.
+    fn pack_rhs<const NR: usize>(panel: &mut [[f32; NR]], rhs: Strided<'_>, pc: usize, j0: usize, n: usize) {
+        let width = NR.min(n - j0);
+        for (p, row) in panel.iter_mut().enumerate() {
+            let start = (pc + p) * rhs.rs + j0 * rhs.cs;
+            if rhs.cs == 1 {
+                row[..width].copy_from_slice(&rhs.values[start..][..width]);
+            } else {
+                for (j, v) in row[..width].iter_mut().enumerate() {
+                    *v = rhs.values[start + j * rhs.cs];
+                }
             }
-        }
-        row[width..].fill(0.0);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn block_avx2(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
-    #[target_feature(enable = "avx2,fma")]
-    fn compiled(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
-        row_block::<6, 16, true>(step, dst, lhs, buf)
-    }
-    assert!(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"));
-    // SAFETY: the CPU has the features the function is compiled for (asserted).
-    unsafe { compiled(step, dst, lhs, buf) }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn block_baseline(step: &Block<'_, 8>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 4]>) {
-    row_block::<4, 8, false>(step, dst, lhs, buf)
-}
-
-/// One block of rows of `dst` (row-major, `step.n` columns) and of `lhs` (`step.k` columns):
-/// packs the block's slice of `lhs` into `buf`, then adds every tile.
-#[inline(always)]
-fn row_block<const MR: usize, const NR: usize, const F: bool>(
-    step: &Block<'_, NR>,
-    dst: &mut [f32],
-    lhs: &[f32],
-    buf: &mut Vec<[f32; MR]>,
-) {
-    let (n, kc) = (step.n, step.kc);
-    let mc = lhs.len() / step.k;
-    buf.clear();
-    buf.resize(kc * mc.div_ceil(MR), [0.0; MR]);
-    for (i, panel) in buf.chunks_exact_mut(kc).enumerate() {
-        let rows = MR.min(mc - i * MR);
-        for (r, row) in lhs[i * MR * step.k..].chunks(step.k).take(rows).enumerate() {
-            for (p, &v) in row[step.pc..][..kc].iter().enumerate() {
-                panel[p][r] = v;
-            }
+            row[width..].fill(0.0);
         }
     }
-    for (j, rhs) in step.panels.chunks_exact(kc).enumerate() {
-        let cols = NR.min(n - j * NR);
-        for (i, lhs) in buf.chunks_exact(kc).enumerate() {
+
+    pub(super) fn block_avx2(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
+        #[target_feature(enable = "avx2,fma")]
+        fn compiled(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
+            row_block::<6, 16, true>(step, dst, lhs, buf)
+        }
+        assert!(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"));
+        // SAFETY: the CPU has the features the function is compiled for (asserted).
+        unsafe { compiled(step, dst, lhs, buf) }
+    }
+
+    pub(super) fn block_baseline(step: &Block<'_, 8>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 4]>) {
+        row_block::<4, 8, false>(step, dst, lhs, buf)
+    }
+
+    /// One block of rows of `dst` (row-major, `step.n` columns) and of `lhs` (`step.k` columns):
+    /// packs the block's slice of `lhs` into `buf`, then adds every tile.
+    #[inline(always)]
+    fn row_block<const MR: usize, const NR: usize, const F: bool>(
+        step: &Block<'_, NR>,
+        dst: &mut [f32],
+        lhs: &[f32],
+        buf: &mut Vec<[f32; MR]>,
+    ) {
+        let (n, kc) = (step.n, step.kc);
+        let mc = lhs.len() / step.k;
+        buf.clear();
+        buf.resize(kc * mc.div_ceil(MR), [0.0; MR]);
+        for (i, panel) in buf.chunks_exact_mut(kc).enumerate() {
             let rows = MR.min(mc - i * MR);
-            tile::<MR, NR, F>(lhs, rhs, &mut dst[i * MR * n + j * NR..], n, [rows, cols], step.add);
+            for (r, row) in lhs[i * MR * step.k..].chunks(step.k).take(rows).enumerate() {
+                for (p, &v) in row[step.pc..][..kc].iter().enumerate() {
+                    panel[p][r] = v;
+                }
+            }
+        }
+        for (j, rhs) in step.panels.chunks_exact(kc).enumerate() {
+            let cols = NR.min(n - j * NR);
+            for (i, lhs) in buf.chunks_exact(kc).enumerate() {
+                let rows = MR.min(mc - i * MR);
+                tile::<MR, NR, F>(lhs, rhs, &mut dst[i * MR * n + j * NR..], n, [rows, cols], step.add);
+            }
         }
     }
 }
 
 /// A register tile compiled on its own for one level ([`tile_at`]): `tile` inlined into a larger
 /// function (the fused attention) may lose its vectorisation there.
-pub(super) type TileFn<const MR: usize, const NR: usize> = fn(&[[f32; MR]], &[[f32; NR]], &mut [f32], usize, [usize; 2], bool);
+pub(super) type TileFn<const MR: usize, const NR: usize> =
+    fn(&[[f32; MR]], &[[f32; NR]], &mut [f32], usize, [usize; 2], bool);
 
 /// Defines `$name`, [`tile`] of `$mr × $nr` with fused multiply-adds compiled with `$features`
 /// (checked at each call).
@@ -239,13 +244,27 @@ tile_for!(tile_avx2, 6, 16, "avx2", "fma");
 
 /// The baseline tile on x86-64: SSE2's 16 registers, no fused multiply-add.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn tile_baseline(lhs: &[[f32; 4]], rhs: &[[f32; 8]], dst: &mut [f32], ld: usize, shape: [usize; 2], add: bool) {
+pub(super) fn tile_baseline(
+    lhs: &[[f32; 4]],
+    rhs: &[[f32; 8]],
+    dst: &mut [f32],
+    ld: usize,
+    shape: [usize; 2],
+    add: bool,
+) {
     tile::<4, 8, false>(lhs, rhs, dst, ld, shape, add)
 }
 
 /// The baseline tile elsewhere; on aarch64 NEON with fused multiply-adds, 16 accumulators.
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) fn tile_baseline(lhs: &[[f32; 8]], rhs: &[[f32; 8]], dst: &mut [f32], ld: usize, shape: [usize; 2], add: bool) {
+pub(super) fn tile_baseline(
+    lhs: &[[f32; 8]],
+    rhs: &[[f32; 8]],
+    dst: &mut [f32],
+    ld: usize,
+    shape: [usize; 2],
+    add: bool,
+) {
     tile::<8, 8, { cfg!(target_arch = "aarch64") }>(lhs, rhs, dst, ld, shape, add)
 }
 
@@ -284,6 +303,7 @@ fn tile<const MR: usize, const NR: usize, const F: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, two depth
     /// steps), strided right-hand sides, accumulation, with and without threads.

@@ -16,6 +16,7 @@ pub(crate) mod isa;
 
 pub(crate) use attention::{Rotation, self_attention};
 
+#[cfg(target_arch = "x86_64")]
 use isa::CpuLevel;
 
 /// Defines `$name`, which runs `$portable` compiled for the kernels' level ([`isa::level`]):
@@ -142,7 +143,9 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
     };
     // Threads only where the product is big enough to share out (burn-flex's threshold).
     let (threads, onto_bias, level) = (m * n * k >= 192 * 192 * 192, b.is_some(), isa::level());
-    with_values(x, |x| with_values(w, |w| gemm::matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads, level)))??;
+    with_values(x, |x| {
+        with_values(w, |w| gemm::matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads, level))
+    })??;
     dims[D - 1] = n;
     Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
 }
