@@ -97,18 +97,22 @@ fn attend_at(level: CpuLevel, shape: Shape, qkv: &[f32], rotation: Option<&Rotat
             // SAFETY (both): the level never exceeds what the CPU has (isa::cpu_kernels).
             CpuLevel::Avx512 => attend::<8, 32>(shape, qkv, rotation, |s, p, b, o, t| unsafe { avx512(s, p, b, o, t) }),
             CpuLevel::Avx2 => attend::<6, 16>(shape, qkv, rotation, |s, p, b, o, t| unsafe { avx2(s, p, b, o, t) }),
-            CpuLevel::Baseline => attend::<4, 8>(shape, qkv, rotation, |s, p, b, o, t| {
-                query_block::<4, 8, false>(gemm::tile_baseline, s, p, b, o, t)
-            }),
+            CpuLevel::Baseline => baseline(shape, qkv, rotation),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = level;
-        attend::<8, 8>(shape, qkv, rotation, |s, p, b, o, t| {
-            query_block::<8, 8, { cfg!(target_arch = "aarch64") }>(gemm::tile_baseline, s, p, b, o, t)
-        })
+        baseline(shape, qkv, rotation)
     }
+}
+
+/// The attention as compiled for the target (SSE2 on x86-64, NEON on aarch64).
+fn baseline(shape: Shape, qkv: &[f32], rotation: Option<&Rotation>) -> Vec<f32> {
+    const MR: usize = gemm::BASELINE_MR;
+    attend::<MR, 8>(shape, qkv, rotation, |s, p, b, o, t| {
+        query_block::<MR, 8, { cfg!(target_arch = "aarch64") }>(gemm::tile_baseline, s, p, b, o, t)
+    })
 }
 
 /// Packs every head (in parallel), then runs `block` on every block of queries (in parallel).

@@ -242,30 +242,20 @@ tile_for!(tile_avx512, 8, 32, "avx512f", "fma");
 #[cfg(target_arch = "x86_64")]
 tile_for!(tile_avx2, 6, 16, "avx2", "fma");
 
-/// The baseline tile on x86-64: SSE2's 16 registers, no fused multiply-add.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn tile_baseline(
-    lhs: &[[f32; 4]],
-    rhs: &[[f32; 8]],
-    dst: &mut [f32],
-    ld: usize,
-    shape: [usize; 2],
-    add: bool,
-) {
-    tile::<4, 8, false>(lhs, rhs, dst, ld, shape, add)
-}
+/// Rows of the baseline tile: SSE2's 16 registers hold 4 × 8 (without FMA) on x86-64, NEON's
+/// 32 hold 8 × 8 (with FMA) on aarch64.
+pub(super) const BASELINE_MR: usize = if cfg!(target_arch = "x86_64") { 4 } else { 8 };
 
-/// The baseline tile elsewhere; on aarch64 NEON with fused multiply-adds, 16 accumulators.
-#[cfg(not(target_arch = "x86_64"))]
+/// The baseline tile, [`BASELINE_MR`] × 8.
 pub(super) fn tile_baseline(
-    lhs: &[[f32; 8]],
+    lhs: &[[f32; BASELINE_MR]],
     rhs: &[[f32; 8]],
     dst: &mut [f32],
     ld: usize,
     shape: [usize; 2],
     add: bool,
 ) {
-    tile::<8, 8, { cfg!(target_arch = "aarch64") }>(lhs, rhs, dst, ld, shape, add)
+    tile::<BASELINE_MR, 8, { cfg!(target_arch = "aarch64") }>(lhs, rhs, dst, ld, shape, add)
 }
 
 /// `dst (+)= lhs · rhs` for one `MR × NR` tile (`rows × cols` of it inside `dst`, rows `ld`
