@@ -71,7 +71,7 @@ bash scripts/ffi_check.sh
 fits() { [ "$SECONDS" -le $(( ${LDMAE_CI_MINUTES:-90} * 60 - $1 * 60 )) ] || { echo "skipped: $SECONDS s elapsed, $1 min needed (run it alone)"; false; }; }
 
 step "feature matrix: every feature set a user may pick builds"
-if fits 20; then
+if fits 25; then
     # The default set and the no_std set are built above; these add one capability each to std+flex,
     # plus the ndarray-only CPU build (each set re-checks only the crates whose features it changes).
     for features in std,flex std,flex,cli std,flex,checkpoint std,flex,onnx std,flex,embedded-models std,ndarray,cli; do
