@@ -64,10 +64,10 @@ done
 step "C ABI: header, examples and tests under AddressSanitizer"
 bash scripts/ffi_check.sh
 
-# The last two checks build for other feature sets and another target: on a cold machine (empty
+# The last three checks build for other feature sets and other targets: on a cold machine (empty
 # target dir) they are what could push the suite past CI's 90 minutes, so each runs only while the
-# time left covers its cold cost (2 cores, cold, with other work on the machine: up to 30 and 16
-# minutes; about half that alone); a skip says so.
+# time left covers its cold cost (2 cores, cold: FEATURE_COLD, ARM_COLD and MOBILE_COLD minutes);
+# a skip says so.
 fits() { [ "$SECONDS" -le $(( ${LDMAE_CI_MINUTES:-90} * 60 - $1 * 60 )) ] || { echo "skipped: $SECONDS s elapsed, $1 min needed (run it alone)"; false; }; }
 
 step "feature matrix: every feature set a user may pick builds"
@@ -86,4 +86,14 @@ fi
 
 step "aarch64: the CPU tests cross-built and run under qemu (NEON kernel variants)"
 fits 15 && bash scripts/arm_check.sh
+
+step "the C ABI as static libraries for Android and iOS (no SDK needed)"
+if fits 30; then
+    if rustup target add aarch64-linux-android aarch64-apple-ios >/dev/null 2>&1 \
+        && rustup component add llvm-tools >/dev/null 2>&1; then
+        bash scripts/mobile_check.sh
+    else
+        echo "skipped: rustup cannot add the mobile targets or llvm-tools here"
+    fi
+fi
 step "done"
