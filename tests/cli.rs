@@ -15,15 +15,15 @@ use std::process::{Command, Output};
 
 struct Env {
     fixture: Fixture,
-    dir: PathBuf,
+    /// The test's own directory, removed when the test ends (passed or not).
+    dir: common::TempPath,
     vmae: PathBuf,
     dit: PathBuf,
 }
 
 fn env(name: &str) -> Env {
     let fixture = Fixture::open(repo_path("tests/fixtures/tiny"));
-    let dir = std::env::temp_dir().join(format!("ldmae-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempPath::dir(&format!("cli-{name}"));
     let vmae = dir.join("vmae.pack");
     let dit = dir.join("dit.pack");
     let bytes = convert_vmae(&fixture.path("vmae.pth"), Precision::F32, VmaeOverrides::default()).unwrap();
@@ -130,7 +130,6 @@ fn encode_decode_and_sample_match_the_reference() {
     assert!(text.contains("dit") && text.contains("latent std"), "{text}");
     let info = ok(&["info", s(&f.path("vmae.pth"))]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("VMAE"));
-    std::fs::remove_dir_all(&e.dir).ok();
 }
 
 #[test]
@@ -164,7 +163,6 @@ fn bad_input_exits_with_a_message() {
     let junk = e.dir.join("junk.bin");
     std::fs::write(&junk, b"\x80\x02garbage that is not a pickle").unwrap();
     fails(&["info", s(&junk)], "checkpoint");
-    std::fs::remove_dir_all(&e.dir).ok();
 }
 
 #[test]
@@ -191,7 +189,6 @@ fn compress_info_and_decompress_any_size() {
     fails(&["compress", "--vmae", s(&e.vmae), s(&png), "-o", s(&ldz), "--quality", "0"], "quality");
     fails(&["compress", "--vmae", s(&e.vmae), s(&png), "-o", s(&ldz), "--overlap", "4"], "overlap 4");
     fails(&["compress", "--vmae", s(&ldz), s(&png), "-o", s(&ldz)], "is a .ldz compressed image");
-    std::fs::remove_dir_all(&e.dir).ok();
 }
 
 #[test]
@@ -218,7 +215,6 @@ fn a_recorded_sampling_schedule_is_the_default() {
     let c = e.dir.join("c.png");
     ok(&[&common[..], &["--dit", s(&e.dit), "-o", s(&c), "--steps", "2", "--shift", "0", "--cfg", "2"]].concat());
     assert_ne!(image::read_png(&a).unwrap(), image::read_png(&c).unwrap());
-    std::fs::remove_dir_all(&e.dir).ok();
 }
 
 #[test]

@@ -207,6 +207,17 @@ fn quantized_packs_that_lie_are_refused() {
     let mut w = ldmae::PackWriter::new(sd.spec().unwrap(), Storage::Int4, "test");
     let err = w.add("blocks.0.mlp.fc1.weight", &[2, 2], &[1.0, f32::NAN, 0.0, 0.0]).unwrap_err();
     assert!(matches!(err, Error::InputValue { .. }), "{err}");
+    // Finite weights that f16 would make infinite are refused, not stored as infinity: 65519
+    // rounds to f16's largest value (kept), 65520 up to infinity; int8 scales are f16 too.
+    let spec = sd.spec().unwrap();
+    let mut w = ldmae::PackWriter::new(spec.clone(), Storage::F16, "test");
+    w.add("pos_embed", &[2], &[65519.0, -1.0]).unwrap();
+    let err = w.add("pos_embed", &[2], &[-65520.0, 1.0]).unwrap_err();
+    assert!(matches!(err, Error::InputValue { .. }) && err.to_string().contains("f16"), "{err}");
+    let mut w = ldmae::PackWriter::new(spec, Storage::Int8, "test");
+    w.add("blocks.0.mlp.fc1.weight", &[2, 2], &[1e6, 1.0, 0.0, 0.0]).unwrap();
+    let err = w.add("blocks.0.mlp.fc1.weight", &[2, 2], &[1e7, 1.0, 0.0, 0.0]).unwrap_err();
+    assert!(err.to_string().contains("scale"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{Fixture, Tol, assert_same_pack, repo_path};
+use common::{Fixture, TempPath, Tol, assert_same_pack, repo_path};
 use ldmae::weights::checkpoint::latent_stats;
 use ldmae::weights::convert::{convert_dit, convert_vmae};
 use ldmae::weights::{self, VmaeOverrides};
@@ -63,18 +63,18 @@ fn ldmae_on_onnx_weights_matches_onnxruntime() {
     }
 }
 
-fn edited_dit(edit: impl FnOnce(&mut ModelProto)) -> PathBuf {
+fn edited_dit(edit: impl FnOnce(&mut ModelProto)) -> TempPath {
     let mut model = ModelProto::parse_from_bytes(&std::fs::read(onnx("dit.onnx")).unwrap()).unwrap();
     edit(&mut model);
     write_temp(&model.write_to_bytes().unwrap())
 }
 
-fn write_temp(bytes: &[u8]) -> PathBuf {
+/// `bytes` in a file of its own, removed when the returned path is dropped.
+fn write_temp(bytes: &[u8]) -> TempPath {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("ldmae-onnx-{}-{n}.onnx", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
+    let path = TempPath::new(&format!("onnx-{}.onnx", N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&*path, bytes).unwrap();
     path
 }
 
@@ -131,8 +131,7 @@ fn malformed_onnx_is_refused_with_a_clear_error() {
 #[test]
 fn cli_accepts_onnx_wherever_it_accepts_a_pack() {
     let f = tiny();
-    let dir = std::env::temp_dir().join(format!("ldmae-onnx-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempPath::dir("onnx-cli");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ldmae")).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -151,5 +150,4 @@ fn cli_accepts_onnx_wherever_it_accepts_a_pack() {
     let z = ldmae::io::npy::read(&z).unwrap();
     let tol = f.tolerance("sample_cfg4_latent", Tol::F32);
     assert!(common::max_abs_diff(&z.data, &f.npy("sample_cfg4_latent.npy").data) <= tol);
-    std::fs::remove_dir_all(&dir).ok();
 }

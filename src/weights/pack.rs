@@ -353,6 +353,9 @@ impl PackWriter {
                 });
             }
             let Quantized { codes, scales, codes_shape } = quant::quantize(self.storage, shape, values);
+            if scales.iter().any(|s| !s.is_finite()) {
+                return Err(beyond_f16(&name, "a quantisation scale"));
+            }
             let dtype = if self.storage == Storage::Int4 { DType::U8 } else { DType::I8 };
             self.push(format!("{name}{SCALES}"), DType::F16, &[scales.len()], f16_bytes(&scales));
             self.push(name.clone(), dtype, &codes_shape, codes);
@@ -361,7 +364,13 @@ impl PackWriter {
         }
         let bytes: Vec<u8> = match self.storage.float() {
             Precision::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Precision::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+            Precision::F16 => {
+                let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+                if halves.iter().zip(values).any(|(h, v)| h.is_infinite() && v.is_finite()) {
+                    return Err(beyond_f16(&name, "a value"));
+                }
+                f16_bytes(&halves)
+            }
         };
         self.push(name, burn_dtype(self.storage.float()), shape, bytes);
         Ok(())
@@ -411,6 +420,15 @@ impl PackWriter {
             .overwrite(true)
             .write_to_file(path)
             .map_err(|e| Error::Io { path: path.display().to_string(), reason: e.to_string() })
+    }
+}
+
+/// The error for a finite weight of `name` that f16 storage would turn into infinity (beyond
+/// ±65504 after rounding).
+fn beyond_f16(name: &str, what: &str) -> Error {
+    Error::InputValue {
+        what: "weights to store in f16",
+        reason: format!("`{name}` has {what} beyond f16's range (±65504): store it as f32"),
     }
 }
 

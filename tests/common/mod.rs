@@ -250,3 +250,34 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// A file or directory under the system's temporary directory, removed when dropped (also when
+/// a test fails).
+pub struct TempPath(PathBuf);
+
+impl TempPath {
+    /// A path unique to this process and `name` (nothing is created).
+    pub fn new(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("ldmae-{}-{name}", std::process::id())))
+    }
+
+    /// A fresh, empty directory.
+    pub fn dir(name: &str) -> Self {
+        let dir = Self::new(name);
+        std::fs::create_dir_all(&dir.0).unwrap();
+        dir
+    }
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
+    }
+}
