@@ -66,8 +66,9 @@ bash scripts/ffi_check.sh
 
 # The last three checks build for other feature sets and other targets: on a cold machine (empty
 # target dir) they are what could push the suite past CI's 90 minutes, so each runs only while the
-# time left covers its cold cost (this 2-core machine, empty target dir: 14 min measured alone,
-# 16 and 28 min measured beside other builds), with a margin; a skip says so.
+# time left covers its cold cost with a margin (this 2-core machine, empty target dir: feature
+# matrix 14 min alone; aarch64 16 and the mobile pair 28 min, each beside other builds); a skip
+# says so.
 fits() { [ "$SECONDS" -le $(( ${LDMAE_CI_MINUTES:-90} * 60 - $1 * 60 )) ] || { echo "skipped: $SECONDS s elapsed, $1 min needed (run it alone)"; false; }; }
 
 step "feature matrix: every feature set a user may pick builds"
