@@ -4,11 +4,12 @@
 //! `gemm` crate always takes the widest the CPU has).
 //!
 //! The blocked GEMM is the classic one (Goto; BLIS): blocks of `KC` rows of the right-hand side
-//! are packed into panels of `NR` columns, blocks of `MC` rows of the left-hand side into panels
-//! of `MR` rows, and a register-tiled kernel adds one `MR × NR` tile of the product per pair of
-//! panels. Blocks of rows run on the rayon pool.
+//! are packed into panels of `NR` columns — once, at load, for a layer's weight ([`PackedRhs`]) —,
+//! blocks of `MC` rows of the left-hand side into panels of `MR` rows, and a register-tiled kernel
+//! adds one `MR × NR` tile of the product per pair of panels. Blocks of rows run on the rayon pool.
 
 use super::isa::CpuLevel;
+use alloc::vec::Vec;
 
 /// The GEMM that runs at `level`, for [`super::isa::CpuKernels`].
 pub(super) fn name(level: CpuLevel) -> &'static str {
@@ -20,22 +21,89 @@ pub(super) fn name(level: CpuLevel) -> &'static str {
     }
 }
 
+/// The right-hand side of [`matmul`].
+#[derive(Clone, Copy)]
+pub(super) enum Rhs<'a> {
+    /// Row-major `k × n` values.
+    RowMajor(&'a [f32], [usize; 2]),
+    /// Packed once ([`PackedRhs::new`]).
+    Packed(&'a PackedRhs),
+}
+
+impl Rhs<'_> {
+    /// `[k, n]`.
+    pub(super) fn dims(self) -> [usize; 2] {
+        match self {
+            Rhs::RowMajor(_, dims) => dims,
+            Rhs::Packed(packed) => [packed.k, packed.n],
+        }
+    }
+}
+
+/// A `k × n` right-hand side packed into the blocked GEMM's panels for one level (x86-64 below
+/// AVX-512), once: a linear layer's weight, so that its products skip the packing (the DiT-B
+/// moved 28 MB of weights per block and step for it).
+pub(crate) struct PackedRhs {
+    k: usize,
+    n: usize,
+    panels: Panels,
+}
+
+/// Every `KC`-deep step's `NR`-column panels, one step after the other.
+enum Panels {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Vec<[f32; 16]>),
+    #[cfg(target_arch = "x86_64")]
+    Baseline(Vec<[f32; 8]>),
+}
+
+impl PackedRhs {
+    /// Row-major `values` (`k × n`) packed for `level`, on the rayon pool; `None` where the
+    /// `gemm` crate runs (AVX-512, aarch64), which packs by itself.
+    pub(super) fn new(values: &[f32], [k, n]: [usize; 2], level: CpuLevel) -> Option<Self> {
+        assert!(values.len() >= k * n, "matmul extents");
+        if k == 0 || n == 0 {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let panels = match level {
+            CpuLevel::Avx2 => Some(Panels::Avx2(blocked::pack(values, [k, n]))),
+            CpuLevel::Baseline => Some(Panels::Baseline(blocked::pack(values, [k, n]))),
+            CpuLevel::Avx512 => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let panels: Option<Panels> = {
+            let _ = level;
+            None
+        };
+        Some(Self { k, n, panels: panels? })
+    }
+
+    /// The values back, row-major.
+    pub(super) fn to_row_major(&self) -> Vec<f32> {
+        match self.panels {
+            #[cfg(target_arch = "x86_64")]
+            Panels::Avx2(ref panels) => blocked::unpack(panels, [self.k, self.n]),
+            #[cfg(target_arch = "x86_64")]
+            Panels::Baseline(ref panels) => blocked::unpack(panels, [self.k, self.n]),
+        }
+    }
+}
+
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for row-major `dst` (m × n) and
-/// `lhs` (m × k), and `rhs` (k × n) with element (i, j) at `rhs[i·rs + j·cs]`; on the rayon pool
-/// when `threads`.
-#[allow(clippy::too_many_arguments)]
+/// `lhs` (m × k); on the rayon pool when `threads`. A row-major `rhs` is packed first where the
+/// GEMM is this crate's.
 pub(super) fn matmul(
     dst: &mut [f32],
     lhs: &[f32],
-    rhs: &[f32],
-    [m, n, k]: [usize; 3],
-    [rs, cs]: [usize; 2],
+    rhs: Rhs<'_>,
+    m: usize,
     accumulate: bool,
     threads: bool,
     level: CpuLevel,
 ) {
-    let rhs_end = if k == 0 || n == 0 { 0 } else { (k - 1) * rs + (n - 1) * cs + 1 };
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= rhs_end, "matmul extents");
+    let [k, n] = rhs.dims();
+    assert!(dst.len() >= m * n && lhs.len() >= m * k, "matmul extents");
     if m == 0 || n == 0 {
         return;
     }
@@ -45,18 +113,16 @@ pub(super) fn matmul(
         }
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if level < CpuLevel::Avx512 {
-        let rhs = blocked::Strided { values: rhs, rs, cs };
-        return if level == CpuLevel::Avx2 {
-            blocked::blocked::<6, 16>(dst, lhs, rhs, [m, n, k], accumulate, threads, blocked::block_avx2)
-        } else {
-            blocked::blocked::<4, 8>(dst, lhs, rhs, [m, n, k], accumulate, threads, blocked::block_baseline)
-        };
+    let values = match rhs {
+        Rhs::Packed(packed) => return packed.matmul(dst, lhs, m, accumulate, threads),
+        Rhs::RowMajor(values, _) => values,
+    };
+    if let Some(packed) = PackedRhs::new(values, [k, n], level) {
+        return packed.matmul(dst, lhs, m, accumulate, threads);
     }
-    let _ = level;
+    assert!(values.len() >= k * n, "matmul extents");
     let parallelism = if threads { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the assertion keeps every access of the three strided matrices inside its slice.
+    // SAFETY: the assertions keep every access of the three row-major matrices inside its slice.
     unsafe {
         gemm::gemm(
             m,
@@ -69,9 +135,9 @@ pub(super) fn matmul(
             lhs.as_ptr(),
             1,
             k as isize,
-            rhs.as_ptr(),
-            cs as isize,
-            rs as isize,
+            values.as_ptr(),
+            1,
+            n as isize,
             1.0,
             1.0,
             false,
@@ -79,6 +145,23 @@ pub(super) fn matmul(
             false,
             parallelism,
         );
+    }
+}
+
+impl PackedRhs {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn matmul(&self, dst: &mut [f32], lhs: &[f32], m: usize, accumulate: bool, threads: bool) {
+        let mnk = [m, self.n, self.k];
+        match self.panels {
+            #[cfg(target_arch = "x86_64")]
+            Panels::Avx2(ref panels) => {
+                blocked::blocked::<6, 16>(dst, lhs, panels, mnk, accumulate, threads, blocked::block_avx2)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Panels::Baseline(ref panels) => {
+                blocked::blocked::<4, 8>(dst, lhs, panels, mnk, accumulate, threads, blocked::block_baseline)
+            }
+        }
     }
 }
 
@@ -96,14 +179,6 @@ mod blocked {
     /// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
     const MC: usize = 48;
 
-    /// A matrix with element (i, j) at `values[i·rs + j·cs]`.
-    #[derive(Clone, Copy)]
-    pub(super) struct Strided<'a> {
-        pub values: &'a [f32],
-        pub rs: usize,
-        pub cs: usize,
-    }
-
     /// One `MC`-row block of the product for one `KC`-deep block of `rhs` (see [`Block`]).
     pub(super) type BlockFn<const MR: usize, const NR: usize> =
         fn(&Block<'_, NR>, &mut [f32], &[f32], &mut Vec<[f32; MR]>);
@@ -120,26 +195,51 @@ mod blocked {
         add: bool,
     }
 
+    /// Row-major `values` (`k × n`) as `KC`-deep steps of `NR`-column panels, zero beyond column
+    /// `n`, in the order [`blocked`] reads them.
+    pub(super) fn pack<const NR: usize>(values: &[f32], [k, n]: [usize; 2]) -> Vec<[f32; NR]> {
+        let width = n.div_ceil(NR);
+        let mut panels = vec![[0f32; NR]; k * width];
+        for (pc, step) in (0..k).step_by(KC).zip(panels.chunks_mut(KC * width)) {
+            let kc = step.len() / width;
+            step.par_chunks_mut(kc).enumerate().for_each(|(j, panel)| {
+                let (j0, cols) = (j * NR, NR.min(n - j * NR));
+                for (p, row) in panel.iter_mut().enumerate() {
+                    row[..cols].copy_from_slice(&values[(pc + p) * n + j0..][..cols]);
+                }
+            });
+        }
+        panels
+    }
+
+    /// The row-major values of [`pack`]'s panels.
+    pub(super) fn unpack<const NR: usize>(panels: &[[f32; NR]], [k, n]: [usize; 2]) -> Vec<f32> {
+        let width = n.div_ceil(NR);
+        let mut values = vec![0f32; k * n];
+        for (pc, step) in (0..k).step_by(KC).zip(panels.chunks(KC * width)) {
+            let kc = step.len() / width;
+            for (j, panel) in step.chunks(kc).enumerate() {
+                let (j0, cols) = (j * NR, NR.min(n - j * NR));
+                for (p, row) in panel.iter().enumerate() {
+                    values[(pc + p) * n + j0..][..cols].copy_from_slice(&row[..cols]);
+                }
+            }
+        }
+        values
+    }
+
     pub(super) fn blocked<const MR: usize, const NR: usize>(
         dst: &mut [f32],
         lhs: &[f32],
-        rhs: Strided<'_>,
+        panels: &[[f32; NR]],
         [m, n, k]: [usize; 3],
         accumulate: bool,
         threads: bool,
         block: BlockFn<MR, NR>,
     ) {
-        let mut panels = vec![[0f32; NR]; KC.min(k) * n.div_ceil(NR)];
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let panels = &mut panels[..kc * n.div_ceil(NR)];
-            let pack = |(j, panel): (usize, &mut [[f32; NR]])| pack_rhs(panel, rhs, pc, j * NR, n);
-            if threads {
-                panels.par_chunks_mut(kc).enumerate().for_each(pack);
-            } else {
-                panels.chunks_mut(kc).enumerate().for_each(pack);
-            }
-            let step = Block { panels, n, kc, pc, k, add: accumulate || pc > 0 };
+        let width = n.div_ceil(NR);
+        for (pc, panels) in (0..k).step_by(KC).zip(panels.chunks(KC * width)) {
+            let step = Block { panels, n, kc: panels.len() / width, pc, k, add: accumulate || pc > 0 };
             let (dst, lhs) = (&mut dst[..m * n], &lhs[..m * k]);
             if threads {
                 let step = &step;
@@ -151,22 +251,6 @@ mod blocked {
                     block(&step, dst, lhs, &mut buf);
                 }
             }
-        }
-    }
-
-    /// Columns `j0..j0 + NR` of rows `pc..pc + panel.len()` of `rhs`, zero beyond column `n`.
-    fn pack_rhs<const NR: usize>(panel: &mut [[f32; NR]], rhs: Strided<'_>, pc: usize, j0: usize, n: usize) {
-        let width = NR.min(n - j0);
-        for (p, row) in panel.iter_mut().enumerate() {
-            let start = (pc + p) * rhs.rs + j0 * rhs.cs;
-            if rhs.cs == 1 {
-                row[..width].copy_from_slice(&rhs.values[start..][..width]);
-            } else {
-                for (j, v) in row[..width].iter_mut().enumerate() {
-                    *v = rhs.values[start + j * rhs.cs];
-                }
-            }
-            row[width..].fill(0.0);
         }
     }
 
@@ -296,23 +380,27 @@ mod tests {
     use alloc::vec::Vec;
 
     /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, two depth
-    /// steps), strided right-hand sides, accumulation, with and without threads.
+    /// steps, fewer rows than a tile), row-major and packed right-hand sides, accumulation, with
+    /// and without threads.
     #[test]
     fn matches_f64_at_every_level() {
         let detected = super::super::isa::cpu_kernels().detected;
         let levels = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512];
         let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0;
-        for &[m, n, k] in &[[1, 1, 1], [7, 19, 5], [50, 33, 600], [97, 130, 70]] {
+        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 600], [97, 130, 70]] {
             let lhs: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let rhs: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
             let start: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
-            // rhs as given (row-major) and transposed (read with strides [1, k]).
-            let transposed: Vec<f32> = (0..n * k).map(|i| rhs[(i % k) * n + i / k]).collect();
             for level in levels.into_iter().filter(|&l| l <= detected) {
-                for (values, strides) in [(&rhs, [n, 1]), (&transposed, [1, k])] {
+                let packed = PackedRhs::new(&rhs, [k, n], level);
+                if let Some(packed) = &packed {
+                    assert_eq!(packed.to_row_major(), rhs, "{level}: packing loses values");
+                }
+                let forms = [Some(Rhs::RowMajor(&rhs, [k, n])), packed.as_ref().map(Rhs::Packed)];
+                for rhs_form in forms.into_iter().flatten() {
                     for (accumulate, threads) in [(false, false), (true, true), (false, true)] {
                         let mut dst = start.clone();
-                        matmul(&mut dst, &lhs, values, [m, n, k], strides, accumulate, threads, level);
+                        matmul(&mut dst, &lhs, rhs_form, m, accumulate, threads, level);
                         for (idx, &got) in dst.iter().enumerate() {
                             let (i, j) = (idx / n, idx % n);
                             let dot: f64 = (0..k).map(|p| lhs[i * k + p] as f64 * rhs[p * n + j] as f64).sum();

@@ -5,9 +5,10 @@
 //! are written so that the compiler vectorises them, and each kernel is compiled for every level
 //! of [`isa::CpuLevel`] and runs the one [`isa::level`] picks.
 
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 mod attention;
@@ -132,9 +133,56 @@ fn with_values<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) ->
 /// that reads `x` and `W` in place and accumulates onto rows of the bias (burn's `linear` zeroes
 /// a fresh output, then adds the bias in a second pass).
 pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
-    let (mut dims, [k, n]) = (x.dims(), w.dims());
+    if !applies(w) {
+        return None;
+    }
+    with_values(w, |values| product(x, gemm::Rhs::RowMajor(values, w.dims()), b))?
+}
+
+/// A linear layer's weight (`[in, out]`, f32 on burn-flex) packed once at load for the GEMM
+/// where it is this crate's own (x86-64 below AVX-512): [`linear_packed`] then skips the packing
+/// that [`linear`] does on every call. Holds the only copy of the weight.
+#[derive(Clone)]
+pub(crate) struct PackedWeight(Arc<gemm::PackedRhs>);
+
+impl core::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PackedWeight({:?})", gemm::Rhs::Packed(&self.0).dims())
+    }
+}
+
+impl PackedWeight {
+    /// `w` packed, where [`linear`] with it would pack it on every call; `None` elsewhere (other
+    /// devices and dtypes, AVX-512, aarch64).
+    pub(crate) fn new(w: &Tensor<2>) -> Option<Self> {
+        if !applies(w) {
+            return None;
+        }
+        let packed = with_values(w, |values| gemm::PackedRhs::new(values, w.dims(), isa::level()))??;
+        Some(Self(Arc::new(packed)))
+    }
+
+    /// The weight as a tensor again, on `device`.
+    pub(crate) fn to_tensor(&self, device: &Device) -> Tensor<2> {
+        let dims = gemm::Rhs::Packed(&self.0).dims();
+        Tensor::from_data(TensorData::new(self.0.to_row_major(), dims), device)
+    }
+}
+
+/// [`linear`] with a packed weight.
+pub(crate) fn linear_packed<const D: usize>(
+    x: &Tensor<D>,
+    w: &PackedWeight,
+    b: Option<&Tensor<1>>,
+) -> Option<Tensor<D>> {
+    product(x, gemm::Rhs::Packed(&w.0), b)
+}
+
+/// `x·rhs + b` over the last axis of `x` (f32 on burn-flex).
+fn product<const D: usize>(x: &Tensor<D>, rhs: gemm::Rhs<'_>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
+    let (mut dims, [k, n]) = (x.dims(), rhs.dims());
     let m = dims[..D - 1].iter().product::<usize>();
-    if !applies(x) || !applies(w) || dims[D - 1] != k || m == 0 || k == 0 || n == 0 {
+    if !applies(x) || dims[D - 1] != k || m == 0 || k == 0 || n == 0 {
         return None;
     }
     let mut out = match b {
@@ -143,9 +191,7 @@ pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Te
     };
     // Threads only where the product is big enough to share out (burn-flex's threshold).
     let (threads, onto_bias, level) = (m * n * k >= 192 * 192 * 192, b.is_some(), isa::level());
-    with_values(x, |x| {
-        with_values(w, |w| gemm::matmul(&mut out, x, w, [m, n, k], [n, 1], onto_bias, threads, level))
-    })??;
+    with_values(x, |x| gemm::matmul(&mut out, x, rhs, m, onto_bias, threads, level))?;
     dims[D - 1] = n;
     Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
 }
@@ -392,6 +438,17 @@ mod tests {
         let copy = Tensor::<3>::from_data(wide.clone().into_data(), &wide.device());
         let (a, b) = (linear(&wide, &w, Some(&b)).unwrap(), linear(&copy, &w, Some(&b)).unwrap());
         assert_eq!(a.into_data().try_into_vec::<f32>().unwrap(), b.into_data().try_into_vec::<f32>().unwrap());
+        // Packed once (where this CPU's GEMM is ours): the products of packing on every call, and
+        // the weight back unchanged.
+        let values = |t: Tensor<3>| t.into_data().try_into_vec::<f32>().unwrap();
+        let ours = cfg!(target_arch = "x86_64") && isa::level() < isa::CpuLevel::Avx512;
+        assert_eq!(PackedWeight::new(&w).is_some(), ours);
+        if let Some(packed) = PackedWeight::new(&w) {
+            let bias = filled([170], 3).0;
+            let (a, b) = (linear_packed(&x, &packed, Some(&bias)).unwrap(), linear(&x, &w, Some(&bias)).unwrap());
+            assert_eq!(values(a), values(b));
+            assert_eq!(packed.to_tensor(&w.device()).into_data().try_into_vec::<f32>().unwrap(), wv);
+        }
     }
 
     #[test]

@@ -12,23 +12,50 @@ use burn::tensor::{DType, Tensor};
 /// `y = x·W + b` with `W` stored `[in, out]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    weight: Tensor<2>,
+    weight: LinearWeight,
     bias: Option<Tensor<1>>,
+}
+
+// One per layer: the size of the tensor variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum LinearWeight {
+    Tensor(Tensor<2>),
+    /// Packed at load for the CPU kernels' GEMM, in place of the tensor.
+    #[cfg(all(feature = "flex", feature = "std"))]
+    Packed(crate::kernels::PackedWeight),
 }
 
 impl Linear {
     pub(crate) fn load(l: &mut Loader, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = l.tensor(&format!("{name}.weight"), [d_in, d_out])?;
+        #[cfg(all(feature = "flex", feature = "std"))]
+        let weight = match crate::kernels::PackedWeight::new(&weight) {
+            Some(packed) => LinearWeight::Packed(packed),
+            None => LinearWeight::Tensor(weight),
+        };
+        #[cfg(not(all(feature = "flex", feature = "std")))]
+        let weight = LinearWeight::Tensor(weight);
         let bias = if bias { Some(l.tensor(&format!("{name}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        #[cfg(all(feature = "flex", feature = "std"))]
-        if let Some(y) = crate::kernels::linear(&x, &self.weight, self.bias.as_ref()) {
-            return y;
-        }
-        linear(x, self.weight.clone(), self.bias.clone())
+        let weight = match &self.weight {
+            LinearWeight::Tensor(weight) => {
+                #[cfg(all(feature = "flex", feature = "std"))]
+                if let Some(y) = crate::kernels::linear(&x, weight, self.bias.as_ref()) {
+                    return y;
+                }
+                weight.clone()
+            }
+            #[cfg(all(feature = "flex", feature = "std"))]
+            LinearWeight::Packed(packed) => match crate::kernels::linear_packed(&x, packed, self.bias.as_ref()) {
+                Some(y) => return y,
+                None => packed.to_tensor(&x.device()),
+            },
+        };
+        linear(x, weight, self.bias.clone())
     }
 }
 
