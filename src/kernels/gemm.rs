@@ -35,7 +35,7 @@ impl Rhs<'_> {
     pub(super) fn dims(self) -> [usize; 2] {
         match self {
             Rhs::RowMajor(_, dims) => dims,
-            Rhs::Packed(packed) => [packed.k, packed.n],
+            Rhs::Packed(packed) => packed.dims(),
         }
     }
 }
@@ -77,6 +77,11 @@ impl PackedRhs {
             None
         };
         Some(Self { k, n, panels: panels? })
+    }
+
+    /// `[k, n]`.
+    pub(super) fn dims(&self) -> [usize; 2] {
+        [self.k, self.n]
     }
 
     /// The values back, row-major.

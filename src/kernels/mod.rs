@@ -147,7 +147,7 @@ pub(crate) struct PackedWeight(Arc<gemm::PackedRhs>);
 
 impl core::fmt::Debug for PackedWeight {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "PackedWeight({:?})", gemm::Rhs::Packed(&self.0).dims())
+        write!(f, "PackedWeight({:?})", self.0.dims())
     }
 }
 
@@ -164,7 +164,7 @@ impl PackedWeight {
 
     /// The weight as a tensor again, on `device`.
     pub(crate) fn to_tensor(&self, device: &Device) -> Tensor<2> {
-        let dims = gemm::Rhs::Packed(&self.0).dims();
+        let dims = self.0.dims();
         Tensor::from_data(TensorData::new(self.0.to_row_major(), dims), device)
     }
 }
