@@ -95,37 +95,49 @@ impl PackedRhs {
     }
 }
 
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for row-major `dst` (m × n) and
-/// `lhs` (m × k); on the rayon pool when `threads`. A row-major `rhs` is packed first where the
-/// GEMM is this crate's.
+/// What [`matmul`] adds the product to.
+#[derive(Clone, Copy)]
+pub(super) enum Onto<'a> {
+    /// Nothing: `dst = lhs · rhs`.
+    Zero,
+    /// A row of `n` values (a linear layer's bias) under every row: `dst = lhs · rhs + bias`,
+    /// added in the register tiles where the GEMM is this crate's (no pass fills `dst` first).
+    Bias(&'a [f32]),
+}
+
+/// `lhs · rhs` added to what `onto` says, for row-major `dst` (m × n) and `lhs` (m × k); on the
+/// rayon pool when `threads`. A row-major `rhs` is packed first where the GEMM is this crate's.
 pub(super) fn matmul(
     dst: &mut [f32],
     lhs: &[f32],
     rhs: Rhs<'_>,
     m: usize,
-    accumulate: bool,
+    onto: Onto<'_>,
     threads: bool,
     level: CpuLevel,
 ) {
     let [k, n] = rhs.dims();
     assert!(dst.len() >= m * n && lhs.len() >= m * k, "matmul extents");
+    if let Onto::Bias(bias) = onto {
+        assert!(bias.len() == n, "bias length");
+    }
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
     let values = match rhs {
-        Rhs::Packed(packed) => return packed.matmul(dst, lhs, m, accumulate, threads),
+        _ if k == 0 => return fill_start(&mut dst[..m * n], n, onto),
+        Rhs::Packed(packed) => return packed.matmul(dst, lhs, m, onto, threads),
         Rhs::RowMajor(values, _) => values,
     };
     if let Some(packed) = PackedRhs::new(values, [k, n], level) {
-        return packed.matmul(dst, lhs, m, accumulate, threads);
+        return packed.matmul(dst, lhs, m, onto, threads);
     }
     assert!(values.len() >= k * n, "matmul extents");
+    // The `gemm` crate adds to `dst` at most: a bias goes in first.
+    let accumulate = matches!(onto, Onto::Bias(_));
+    if accumulate {
+        fill_start(&mut dst[..m * n], n, onto);
+    }
     let parallelism = if threads { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the assertions keep every access of the three row-major matrices inside its slice.
     unsafe {
@@ -153,18 +165,26 @@ pub(super) fn matmul(
     }
 }
 
+/// `dst` (rows of `n`) as the product's start: zeros, itself, or the bias in every row.
+fn fill_start(dst: &mut [f32], n: usize, onto: Onto<'_>) {
+    match onto {
+        Onto::Zero => dst.fill(0.0),
+        Onto::Bias(bias) => dst.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias)),
+    }
+}
+
 impl PackedRhs {
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-    fn matmul(&self, dst: &mut [f32], lhs: &[f32], m: usize, accumulate: bool, threads: bool) {
+    fn matmul(&self, dst: &mut [f32], lhs: &[f32], m: usize, onto: Onto<'_>, threads: bool) {
         let mnk = [m, self.n, self.k];
         match self.panels {
             #[cfg(target_arch = "x86_64")]
             Panels::Avx2(ref panels) => {
-                blocked::blocked::<6, 16>(dst, lhs, panels, mnk, accumulate, threads, blocked::block_avx2)
+                blocked::blocked::<6, 16>(dst, lhs, panels, mnk, onto, threads, blocked::block_avx2)
             }
             #[cfg(target_arch = "x86_64")]
             Panels::Baseline(ref panels) => {
-                blocked::blocked::<4, 8>(dst, lhs, panels, mnk, accumulate, threads, blocked::block_baseline)
+                blocked::blocked::<4, 8>(dst, lhs, panels, mnk, onto, threads, blocked::block_baseline)
             }
         }
     }
@@ -173,7 +193,7 @@ impl PackedRhs {
 /// The blocked GEMM (x86-64 below AVX-512).
 #[cfg(target_arch = "x86_64")]
 mod blocked {
-    use super::tile;
+    use super::{Onto, Out, tile};
     use alloc::vec;
     use alloc::vec::Vec;
     use rayon::prelude::*;
@@ -196,8 +216,10 @@ mod blocked {
         kc: usize,
         pc: usize,
         k: usize,
-        /// Whether the tiles are added to `dst` (a later step, or `accumulate`).
+        /// Whether the tiles are added to `dst` (a later step).
         add: bool,
+        /// Added to the rows in the first step ([`Onto::Bias`]).
+        bias: Option<&'a [f32]>,
     }
 
     /// Row-major `values` (`k × n`) as `KC`-deep steps of `NR`-column panels, zero beyond column
@@ -238,13 +260,18 @@ mod blocked {
         lhs: &[f32],
         panels: &[[f32; NR]],
         [m, n, k]: [usize; 3],
-        accumulate: bool,
+        onto: Onto<'_>,
         threads: bool,
         block: BlockFn<MR, NR>,
     ) {
         let width = n.div_ceil(NR);
         for (pc, panels) in (0..k).step_by(KC).zip(panels.chunks(KC * width)) {
-            let step = Block { panels, n, kc: panels.len() / width, pc, k, add: accumulate || pc > 0 };
+            let (add, bias) = match onto {
+                _ if pc > 0 => (true, None),
+                Onto::Zero => (false, None),
+                Onto::Bias(bias) => (false, Some(bias)),
+            };
+            let step = Block { panels, n, kc: panels.len() / width, pc, k, add, bias };
             let (dst, lhs) = (&mut dst[..m * n], &lhs[..m * k]);
             if threads {
                 let step = &step;
@@ -296,69 +323,100 @@ mod blocked {
         }
         for (j, rhs) in step.panels.chunks_exact(kc).enumerate() {
             let cols = NR.min(n - j * NR);
+            let bias = step.bias.map(|bias| &bias[j * NR..][..cols]);
             for (i, lhs) in buf.chunks_exact(kc).enumerate() {
                 let rows = MR.min(mc - i * MR);
-                tile::<MR, NR, F>(lhs, rhs, &mut dst[i * MR * n + j * NR..], n, [rows, cols], step.add);
+                let out = Out::new(&mut dst[i * MR * n + j * NR..], n, rows, cols);
+                tile::<MR, NR, F>(lhs, rhs, Out { add: step.add, bias, ..out });
             }
         }
     }
 }
 
-/// A register tile compiled on its own for one level ([`tile_at`]): `tile` inlined into a larger
-/// function (the fused attention) may lose its vectorisation there.
-pub(super) type TileFn<const MR: usize, const NR: usize> =
-    fn(&[[f32; MR]], &[[f32; NR]], &mut [f32], usize, [usize; 2], bool);
+/// A strip of register tiles ([`strip`]) compiled on its own for one level: `tile` inlined into a
+/// larger function (the fused attention) may lose its vectorisation there.
+pub(super) type StripFn<const MR: usize, const NR: usize> =
+    fn(&[[f32; MR]], &[[f32; NR]], &mut [[f32; NR]], Option<&mut [f32; NR]>);
 
-/// Defines `$name`, [`tile`] of `$mr × $nr` with fused multiply-adds compiled with `$features`
-/// (checked at each call).
+/// Where [`tile`] puts its `MR × NR` sums: `rows × cols` of them into `dst`, rows `ld` apart.
+pub(super) struct Out<'a, const NR: usize> {
+    pub dst: &'a mut [f32],
+    pub ld: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Whether the sums are added to what `dst` holds (else written over it).
+    pub add: bool,
+    /// Added to every row of the sums (the tile's `cols` values of a linear layer's bias).
+    pub bias: Option<&'a [f32]>,
+    /// Raised to each column's maximum over the rows of the sums (the softmax's scores).
+    pub max: Option<&'a mut [f32; NR]>,
+}
+
+impl<'a, const NR: usize> Out<'a, NR> {
+    /// The sums written over `rows × cols` of `dst`, rows `ld` apart.
+    pub fn new(dst: &'a mut [f32], ld: usize, rows: usize, cols: usize) -> Self {
+        Self { dst, ld, rows, cols, add: false, bias: None, max: None }
+    }
+}
+
+/// Defines `$name`, [`strip`] of `$mr × $nr` tiles with fused multiply-adds compiled with
+/// `$features` (checked at each call).
 #[cfg(target_arch = "x86_64")]
-macro_rules! tile_for {
+macro_rules! strip_for {
     ($name:ident, $mr:literal, $nr:literal, $($features:tt),*) => {
-        pub(super) fn $name(lhs: &[[f32; $mr]], rhs: &[[f32; $nr]], dst: &mut [f32], ld: usize, shape: [usize; 2], add: bool) {
+        pub(super) fn $name(lhs: &[[f32; $mr]], rhs: &[[f32; $nr]], dst: &mut [[f32; $nr]], max: Option<&mut [f32; $nr]>) {
             #[target_feature($(enable = $features),*)]
-            fn compiled(lhs: &[[f32; $mr]], rhs: &[[f32; $nr]], dst: &mut [f32], ld: usize, shape: [usize; 2], add: bool) {
-                tile::<$mr, $nr, true>(lhs, rhs, dst, ld, shape, add)
+            fn compiled(lhs: &[[f32; $mr]], rhs: &[[f32; $nr]], dst: &mut [[f32; $nr]], max: Option<&mut [f32; $nr]>) {
+                strip::<$mr, $nr, true>(lhs, rhs, dst, max)
             }
             assert!(true $(&& std::arch::is_x86_feature_detected!($features))*, "CPU features");
             // SAFETY: the CPU has the features the function is compiled for (asserted).
-            unsafe { compiled(lhs, rhs, dst, ld, shape, add) }
+            unsafe { compiled(lhs, rhs, dst, max) }
         }
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-tile_for!(tile_avx512, 8, 32, "avx512f", "fma");
+strip_for!(strip_avx512, 8, 32, "avx512f", "fma");
 #[cfg(target_arch = "x86_64")]
-tile_for!(tile_avx2, 6, 16, "avx2", "fma");
+strip_for!(strip_avx2, 6, 16, "avx2", "fma");
 
 /// Rows of the baseline tile: SSE2's 16 registers hold 4 × 8 (without FMA) on x86-64, NEON's
 /// 32 hold 8 × 8 (with FMA) on aarch64.
 pub(super) const BASELINE_MR: usize = if cfg!(target_arch = "x86_64") { 4 } else { 8 };
 
-/// The baseline tile, [`BASELINE_MR`] × 8.
-pub(super) fn tile_baseline(
+/// The baseline strip, of [`BASELINE_MR`] × 8 tiles.
+pub(super) fn strip_baseline(
     lhs: &[[f32; BASELINE_MR]],
     rhs: &[[f32; 8]],
-    dst: &mut [f32],
-    ld: usize,
-    shape: [usize; 2],
-    add: bool,
+    dst: &mut [[f32; 8]],
+    max: Option<&mut [f32; 8]>,
 ) {
-    tile::<BASELINE_MR, 8, { cfg!(target_arch = "aarch64") }>(lhs, rhs, dst, ld, shape, add)
+    strip::<BASELINE_MR, 8, { cfg!(target_arch = "aarch64") }>(lhs, rhs, dst, max)
 }
 
-/// `dst (+)= lhs · rhs` for one `MR × NR` tile (`rows × cols` of it inside `dst`, rows `ld`
-/// apart), from an `MR`-row panel of `lhs` and an `NR`-column panel of `rhs`, accumulated in
-/// registers.
+/// `dst = lhs · rhs` down a strip of tiles: `lhs` holds `MR`-row panels as deep as `rhs` (a
+/// panel of `NR` columns), one after the other; panel `i` makes rows `i·MR..` of `dst` (rows of
+/// `NR`, as many as `dst` has). `max`, when given, is raised to each column's maximum over them.
 #[inline(always)]
-fn tile<const MR: usize, const NR: usize, const F: bool>(
+fn strip<const MR: usize, const NR: usize, const F: bool>(
     lhs: &[[f32; MR]],
     rhs: &[[f32; NR]],
-    dst: &mut [f32],
-    ld: usize,
-    [rows, cols]: [usize; 2],
-    add: bool,
+    dst: &mut [[f32; NR]],
+    mut max: Option<&mut [f32; NR]>,
 ) {
+    let rows = dst.len();
+    for (i, panel) in lhs.chunks_exact(rhs.len().max(1)).take(rows.div_ceil(MR)).enumerate() {
+        let out = Out::new(dst[i * MR..].as_flattened_mut(), NR, MR.min(rows - i * MR), NR);
+        tile::<MR, NR, F>(panel, rhs, Out { max: max.as_deref_mut(), ..out });
+    }
+}
+
+/// `lhs · rhs` for one `MR × NR` tile, from an `MR`-row panel of `lhs` and an `NR`-column panel
+/// of `rhs`, summed in registers and put where `out` says.
+#[inline(always)]
+fn tile<const MR: usize, const NR: usize, const F: bool>(lhs: &[[f32; MR]], rhs: &[[f32; NR]], out: Out<'_, NR>) {
+    let Out { dst, ld, rows, cols, add, bias, max } = out;
     // The tile's rows of `dst` (often in L3 or memory: rows of a large output) start coming in
     // now, while the products are summed, instead of stalling the stores at the end (+20 % GEMM
     // throughput measured on Zen 3).
@@ -380,14 +438,33 @@ fn tile<const MR: usize, const NR: usize, const F: bool>(
             }
         }
     }
+    if let Some(max) = max {
+        // Fixed trip counts (a row past `rows` skipped whole), so that it stays in registers.
+        let mut m = *max;
+        for (i, acc) in acc.iter().enumerate() {
+            if i < rows {
+                for j in 0..NR {
+                    m[j] = if acc[j] > m[j] { acc[j] } else { m[j] };
+                }
+            }
+        }
+        *max = m;
+    }
     for (i, acc) in acc.iter().enumerate().take(rows) {
         let out = &mut dst[i * ld..][..cols];
-        if add {
-            for (o, a) in out.iter_mut().zip(acc) {
-                *o += a;
+        // A full row on a fixed number of lanes: vector stores rather than a call to `memcpy`
+        // (which cost the attention's short score tiles a tenth of their time).
+        match <&mut [f32; NR]>::try_from(&mut *out) {
+            Ok(full) if add => (0..NR).for_each(|j| full[j] += acc[j]),
+            Ok(full) => *full = *acc,
+            Err(_) => out.iter_mut().zip(acc).for_each(|(o, a)| *o = if add { *o + a } else { *a }),
+        }
+        // The bias on the row just written (in L1): adding it to `acc` made the compiler keep
+        // `acc` in memory rather than in registers.
+        if let Some(bias) = bias {
+            for (o, b) in out.iter_mut().zip(bias) {
+                *o += b;
             }
-        } else {
-            out.copy_from_slice(&acc[..cols]);
         }
     }
 }
@@ -398,17 +475,18 @@ mod tests {
     use alloc::vec::Vec;
 
     /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, two depth
-    /// steps, fewer rows than a tile), row-major and packed right-hand sides, accumulation, with
-    /// and without threads.
+    /// steps, fewer rows than a tile, no depth), row-major and packed right-hand sides, onto zeros
+    /// and onto a bias (over a `dst` that holds other values), with and without threads.
     #[test]
     fn matches_f64_at_every_level() {
         let detected = super::super::isa::cpu_kernels().detected;
         let levels = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512];
         let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0;
-        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 600], [97, 130, 70]] {
+        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 600], [97, 130, 70], [3, 5, 0]] {
             let lhs: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let rhs: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
             let start: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
+            let bias: Vec<f32> = (0..n).map(|j| value(j, 4)).collect();
             for level in levels.into_iter().filter(|&l| l <= detected) {
                 let packed = PackedRhs::new(&rhs, [k, n], level);
                 if let Some(packed) = &packed {
@@ -416,13 +494,23 @@ mod tests {
                 }
                 let forms = [Some(Rhs::RowMajor(&rhs, [k, n])), packed.as_ref().map(Rhs::Packed)];
                 for rhs_form in forms.into_iter().flatten() {
-                    for (accumulate, threads) in [(false, false), (true, true), (false, true)] {
+                    let ontos = [
+                        (Onto::Zero, false),
+                        (Onto::Bias(&bias), false),
+                        (Onto::Bias(&bias), true),
+                        (Onto::Zero, true),
+                    ];
+                    for (onto, threads) in ontos {
                         let mut dst = start.clone();
-                        matmul(&mut dst, &lhs, rhs_form, m, accumulate, threads, level);
+                        matmul(&mut dst, &lhs, rhs_form, m, onto, threads, level);
                         for (idx, &got) in dst.iter().enumerate() {
                             let (i, j) = (idx / n, idx % n);
                             let dot: f64 = (0..k).map(|p| lhs[i * k + p] as f64 * rhs[p * n + j] as f64).sum();
-                            let want = dot + if accumulate { start[idx] as f64 } else { 0.0 };
+                            let want = dot
+                                + match onto {
+                                    Onto::Zero => 0.0,
+                                    Onto::Bias(bias) => bias[j] as f64,
+                                };
                             // k products of at most 4 in f32: off by at most k·4·2⁻²³ (a wrong
                             // tile or stride is off by O(1)).
                             let tol = k as f64 * 4.0 * 2f64.powi(-23) + 1e-6;

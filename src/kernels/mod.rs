@@ -130,8 +130,8 @@ fn with_values<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) ->
 }
 
 /// `x·W + b` over the last axis of an f32 tensor on burn-flex, `W` stored `[in, out]`: one GEMM
-/// that reads `x` and `W` in place and accumulates onto rows of the bias (burn's `linear` zeroes
-/// a fresh output, then adds the bias in a second pass).
+/// that reads `x` and `W` in place and adds the bias in its register tiles (burn's `linear`
+/// zeroes a fresh output, then adds the bias in a second pass).
 pub(crate) fn linear<const D: usize>(x: &Tensor<D>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<D>> {
     if !applies(w) {
         return None;
@@ -185,28 +185,17 @@ fn product<const D: usize>(x: &Tensor<D>, rhs: gemm::Rhs<'_>, b: Option<&Tensor<
     if !applies(x) || dims[D - 1] != k || m == 0 || k == 0 || n == 0 {
         return None;
     }
-    let mut out = match b {
-        Some(b) => with_values(b, |b| (b.len() == n).then(|| rows_of(b, m)))??,
-        None => vec![0f32; m * n],
+    let bias = match b {
+        Some(b) => Some(host_values(b).filter(|b| b.len() == n)?),
+        None => None,
     };
+    let onto = bias.as_deref().map_or(gemm::Onto::Zero, gemm::Onto::Bias);
     // Threads only where the product is big enough to share out (burn-flex's threshold).
-    let (threads, onto_bias, level) = (m * n * k >= 192 * 192 * 192, b.is_some(), isa::level());
-    with_values(x, |x| gemm::matmul(&mut out, x, rhs, m, onto_bias, threads, level))?;
+    let (threads, level) = (m * n * k >= 192 * 192 * 192, isa::level());
+    let mut out = vec![0f32; m * n];
+    with_values(x, |x| gemm::matmul(&mut out, x, rhs, m, onto, threads, level))?;
     dims[D - 1] = n;
     Some(Tensor::from_data(TensorData::new(out, dims), &x.device()))
-}
-
-/// `m` copies of `row`, one after the other, written in parallel (no zeroing pass first).
-fn rows_of(row: &[f32], m: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(m * row.len());
-    out.spare_capacity_mut()[..m * row.len()].par_chunks_mut(row.len().max(1)).for_each(|dst| {
-        for (d, &v) in dst.iter_mut().zip(row) {
-            d.write(v);
-        }
-    });
-    // SAFETY: the loop above initialised all m·len elements of the spare capacity.
-    unsafe { out.set_len(m * row.len()) };
-    out
 }
 
 /// `(x / rms(x))·w·(1 + scale) + shift` over the last axis of `[B, N, D]` (RMSNorm then adaLN
@@ -247,18 +236,58 @@ fn rms_norm_modulate_portable<const F: bool>(
     }
 }
 
-/// `1 / √(mean(x²) + eps)`, the squares summed in independent lanes so that the loop vectorises.
+/// `1 / √(mean(x²) + eps)`.
 #[inline(always)]
 fn inverse_rms<const F: bool>(x: &[f32], eps: f32) -> f32 {
+    let sum = lane_fold(x, |acc, v| fma::<F>(v, v, acc));
+    1.0 / (sum / x.len() as f32 + eps).sqrt()
+}
+
+/// `acc = add(acc, v)` over the values `v` of `x` from 0, in [`LANES`] independent accumulators
+/// (so that the loop vectorises) that are summed at the end.
+#[inline(always)]
+fn lane_fold(x: &[f32], add: impl Fn(f32, f32) -> f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let (body, tail) = x.split_at(x.len() - x.len() % LANES);
     for chunk in body.chunks_exact(LANES) {
         for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l = fma::<F>(v, v, *l);
+            *l = add(*l, v);
         }
     }
-    let sum: f32 = lanes.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>();
-    1.0 / (sum / x.len() as f32 + eps).sqrt()
+    lanes.iter().sum::<f32>() + tail.iter().fold(0.0, |acc, &v| add(acc, v))
+}
+
+/// LayerNorm over the last axis of an f32 tensor on burn-flex: `(x − mean)/√(var + eps)·w + b`
+/// with the biased variance of the centred values (two passes over each row), one row per
+/// task (burn's `layer_norm` makes a pass over the whole tensor per elementwise step).
+pub(crate) fn layer_norm<const D: usize>(x: &Tensor<D>, w: &Tensor<1>, b: &Tensor<1>, eps: f64) -> Option<Tensor<D>> {
+    let d = x.dims()[D - 1];
+    if !applies(x) || d == 0 {
+        return None;
+    }
+    let (w, b) = (host_values(w)?, host_values(b)?);
+    if w.len() != d || b.len() != d {
+        return None;
+    }
+    let y = with_values(x, |x| {
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(y, x)| layer_norm_row(y, x, &w, &b, eps as f32));
+        y
+    })?;
+    Some(Tensor::from_data(TensorData::new(y, x.dims()), &x.device()))
+}
+
+on_widest_vectors!(layer_norm_row(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) -> () = layer_norm_portable);
+
+#[inline(always)]
+fn layer_norm_portable<const F: bool>(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    let len = x.len() as f32;
+    let mean = lane_fold(x, |acc, v| acc + v) / len;
+    let var = lane_fold(x, |acc, v| fma::<F>(v - mean, v - mean, acc)) / len;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+        *y = fma::<F>((x - mean) * inv, w, b);
+    }
 }
 
 on_widest_vectors!(norm_rope_row(y: &mut [f32], norm: Option<(&[f32], f32)>, cos: &[f32], sin: &[f32]) -> () = norm_rope_portable);
@@ -315,13 +344,15 @@ fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
     if F { a.mul_add(b, c) } else { a * b + c }
 }
 
+/// Adding it to an f32 of magnitude below 2²² rounds that to an integer (1.5·2²³).
+const ROUND: f32 = 12_582_912.0;
+
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
 /// |r| ≤ ln2/2, eʳ by its degree-6 Taylor polynomial (truncation error < 1.2e-7), times 2ⁿ built
 /// from the exponent bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 in a softmax sum);
 /// NaN stays NaN (a NaN score must make a NaN row, which the caller then detects).
 #[inline(always)]
 fn exp<const F: bool>(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     /// 1/k! for k = 6 down to 0.
     const TAYLOR: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
     let x = if x < -87.0 { -87.0 } else { x };
@@ -329,9 +360,27 @@ fn exp<const F: bool>(x: f32) -> f32 {
     let n = t - ROUND;
     // ln 2 as 355/512 (exact times any n here) plus the remainder (Cody and Waite).
     let r = fma::<F>(n, 2.121_944_4e-4, fma::<F>(n, -0.693_359_4, x));
-    let p = TAYLOR.iter().fold(0.0, |acc, &c| fma::<F>(acc, r, c));
-    // t lies in [2²³, 2²⁴), where its low bits count integers: they hold n without a float→int
-    // conversion (which would not vectorise).
+    times_pow2(TAYLOR.iter().fold(0.0, |acc, &c| fma::<F>(acc, r, c)), t)
+}
+
+/// `2ˣ` for x ≤ 0 to about 2 ulp, as [`exp`] without its change of base (the softmax folds
+/// log₂e into its scale): x = n + r with |r| ≤ ½ exactly, 2ʳ = e^(r·ln2) by the same degree-6
+/// Taylor polynomial. Arguments below −126 give 2⁻¹²⁶·2ʳ; NaN stays NaN.
+#[inline(always)]
+fn exp2<const F: bool>(x: f32) -> f32 {
+    /// (ln 2)ᵏ/k! for k = 6 down to 0.
+    const TAYLOR: [f32; 7] =
+        [1.540_353e-4, 1.333_355_8e-3, 9.618_129e-3, 5.550_411e-2, 0.240_226_5, core::f32::consts::LN_2, 1.0];
+    let x = if x < -126.0 { -126.0 } else { x };
+    let t = x + ROUND;
+    let r = x - (t - ROUND);
+    times_pow2(TAYLOR.iter().fold(0.0, |acc, &c| fma::<F>(acc, r, c)), t)
+}
+
+/// `p·2ⁿ` for `t = n + ROUND` (n ≥ −126): t lies in [2²³, 2²⁴), where its low bits count
+/// integers, so they hold n without a float→int conversion (which would not vectorise).
+#[inline(always)]
+fn times_pow2(p: f32, t: f32) -> f32 {
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     p * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
@@ -340,21 +389,28 @@ fn exp<const F: bool>(x: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// `exp` and `exp2` in both builds (with fused multiply-adds, as on AVX2/AVX-512 and NEON,
+    /// and without) against f64, down to where each clamps.
     #[test]
-    fn exp_is_within_two_ulp_of_f64_on_the_softmax_range() {
-        // Both builds: with fused multiply-adds (AVX2/AVX-512, NEON) and without.
-        for exp in [exp::<true>, exp::<false>] {
+    fn exp_and_exp2_are_within_two_ulp_of_f64_on_the_softmax_range() {
+        let cases: [(fn(f32) -> f32, fn(f64) -> f64, usize); 4] = [
+            (exp::<true>, f64::exp, 870_000),
+            (exp::<false>, f64::exp, 870_000),
+            (exp2::<true>, f64::exp2, 1_255_000),
+            (exp2::<false>, f64::exp2, 1_255_000),
+        ];
+        for (ours, exact, steps) in cases {
             let mut worst = 0f64;
-            for i in 0..=870_000 {
+            for i in 0..=steps {
                 let x = -(i as f32) * 1e-4;
-                let exact = (x as f64).exp();
-                worst = worst.max((exp(x) as f64 - exact).abs() / exact);
+                worst = worst.max((ours(x) as f64 - exact(x as f64)).abs() / exact(x as f64));
             }
             assert!(worst < 2.5e-7, "relative error {worst:e}");
-            assert_eq!(exp(0.0), 1.0);
-            assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
-            assert!(exp(f32::NAN).is_nan());
+            assert_eq!(ours(0.0), 1.0);
+            assert!(ours(-1000.0) < 1e-37 && ours(-1000.0) >= 0.0);
+            assert!(ours(f32::NAN).is_nan());
         }
+        assert_eq!(exp2::<true>(-3.0), 0.125);
     }
 
     #[test]
@@ -466,6 +522,27 @@ mod tests {
             }
         }
         assert_close(ours, &want);
+    }
+
+    #[test]
+    fn layer_norm_matches_f64() {
+        // Rows of 37 (two lanes' worth and a tail) far from zero mean, where a one-pass variance
+        // would cancel.
+        let (_, xv) = filled([2, 3, 37], 1);
+        let xv: Vec<f32> = xv.iter().map(|v| v + 50.0).collect();
+        let x = Tensor::<3>::from_data(TensorData::new(xv.clone(), [2, 3, 37]), &burn::tensor::Device::flex());
+        let ((w, wv), (b, bv)) = (filled([37], 2), filled([37], 3));
+        let ours = layer_norm(&x, &w, &b, 1e-6).unwrap();
+        let mut want = Vec::new();
+        for r in xv.chunks(37) {
+            let mean = r.iter().map(|&v| v as f64).sum::<f64>() / 37.0;
+            let var = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 37.0;
+            let inv = 1.0 / (var + 1e-6).sqrt();
+            want.extend((0..37).map(|j| (r[j] as f64 - mean) * inv * wv[j] as f64 + bv[j] as f64));
+        }
+        // The mean of values near 50 is off by ~50·2⁻²⁴ in f32, which the normalised values
+        // carry divided by the spread (~1).
+        assert_close_by(ours, &want, 1e-5);
     }
 
     /// `self_attention` in f64, straight from its definition.

@@ -106,6 +106,10 @@ impl LayerNorm {
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(all(feature = "flex", feature = "std"))]
+        if let Some(y) = crate::kernels::layer_norm(&x, &self.weight, &self.bias, self.eps) {
+            return y;
+        }
         with_f32(x, |x| {
             layer_norm(x, self.weight.clone().cast(DType::F32), Some(self.bias.clone().cast(DType::F32)), self.eps)
         })
