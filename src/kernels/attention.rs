@@ -7,7 +7,7 @@
 
 use super::gemm::{self, StripFn};
 use super::isa::{self, CpuLevel};
-use super::{applies, exp2, fma, norm_rope_row};
+use super::{applies, exp2, fma, norm_rope_row, zeros};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -128,7 +128,7 @@ fn attend<const MR: usize, const NR: usize>(
         .into_par_iter()
         .map(|task| pack(shape, &qkv[task / heads * n * 3 * d..][..n * 3 * d], task % heads * hd, rotation))
         .collect();
-    let mut out = vec![0f32; b * n * d];
+    let mut out = zeros(b * n * d);
     out.par_chunks_mut(n * d).zip(packed.par_chunks(heads)).for_each(|(out, heads)| {
         out.par_chunks_mut(NR * d)
             .enumerate()
