@@ -3,8 +3,8 @@
 //! GEMM, compiled for AVX2+FMA or for SSE2 — so that `LDMAE_CPU` selects the GEMM too (the
 //! `gemm` crate always takes the widest the CPU has).
 //!
-//! The blocked GEMM is the classic one (Goto; BLIS): blocks of `KC` rows of the right-hand side
-//! are packed into panels of `NR` columns — once, at load, for a layer's weight ([`PackedRhs`]) —,
+//! The blocked GEMM is the classic one (Goto; BLIS): steps of `KC` rows of the right-hand side
+//! (or all of them, up to 768) are packed into panels of `NR` columns — once, at load, for a layer's weight ([`PackedRhs`]) —,
 //! blocks of `MC` rows of the left-hand side into panels of `MR` rows, and a register-tiled kernel
 //! adds one `MR × NR` tile of the product per pair of panels. Blocks of rows run on the rayon pool.
 
@@ -49,7 +49,7 @@ pub(crate) struct PackedRhs {
     panels: Panels,
 }
 
-/// Every `KC`-deep step's `NR`-column panels, one step after the other.
+/// Every depth step's `NR`-column panels, one step after the other.
 enum Panels {
     #[cfg(target_arch = "x86_64")]
     Avx2(Vec<[f32; 16]>),
@@ -198,17 +198,29 @@ mod blocked {
     use alloc::vec::Vec;
     use rayon::prelude::*;
 
-    /// Depth of a packed block: an `NR`-column panel of it (32 KiB at `NR` = 16) is what the kernel
-    /// reads from L1 again for every `MR` rows.
+    /// Depth of a step of a deep product (more than [`ONE_STEP`] rows of `rhs`): an `NR`-column
+    /// panel of it (32 KiB at `NR` = 16) is what the kernel reads from L1 again for every `MR`
+    /// rows.
     const KC: usize = 512;
+    /// Depth up to which a product runs in one step: one pass over `dst` instead of two (512 +
+    /// 256 for the DiT's 768-deep products) outweighs a panel (48 KiB) that spills from L1 into
+    /// L2. On Zen 3, 2 threads, a scratch copy of the kernel, best of 25 runs: 1024 × 2304 × 768
+    /// 131 → 141 GFLOP/s, 1024 × 768 × 768 129 → 145; deeper products were fastest in 512-deep
+    /// steps (2048-deep: 147 against 133–143 in steps of 683 or 768).
+    const ONE_STEP: usize = 768;
     /// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
     const MC: usize = 48;
 
-    /// One `MC`-row block of the product for one `KC`-deep block of `rhs` (see [`Block`]).
+    /// The depth of each step (the last may be shorter) of a `k`-deep product.
+    fn depth(k: usize) -> usize {
+        if k <= ONE_STEP { k.max(1) } else { KC }
+    }
+
+    /// One `MC`-row block of the product for one depth step of `rhs` (see [`Block`]).
     pub(super) type BlockFn<const MR: usize, const NR: usize> =
         fn(&Block<'_, NR>, &mut [f32], &[f32], &mut Vec<[f32; MR]>);
 
-    /// What every row block of one `KC`-deep step shares: the packed `rhs` panels and the sizes.
+    /// What every row block of one depth step shares: the packed `rhs` panels and the sizes.
     pub(super) struct Block<'a, const NR: usize> {
         panels: &'a [[f32; NR]],
         /// Columns (`n`), the step's depth and offset into `lhs`'s rows, and `lhs`'s row length.
@@ -222,12 +234,13 @@ mod blocked {
         bias: Option<&'a [f32]>,
     }
 
-    /// Row-major `values` (`k × n`) as `KC`-deep steps of `NR`-column panels, zero beyond column
+    /// Row-major `values` (`k × n`) as [`depth`]-deep steps of `NR`-column panels, zero beyond column
     /// `n`, in the order [`blocked`] reads them.
     pub(super) fn pack<const NR: usize>(values: &[f32], [k, n]: [usize; 2]) -> Vec<[f32; NR]> {
         let width = n.div_ceil(NR);
         let mut panels = vec![[0f32; NR]; k * width];
-        for (pc, step) in (0..k).step_by(KC).zip(panels.chunks_mut(KC * width)) {
+        let kc = depth(k);
+        for (pc, step) in (0..k).step_by(kc).zip(panels.chunks_mut(kc * width)) {
             let kc = step.len() / width;
             step.par_chunks_mut(kc).enumerate().for_each(|(j, panel)| {
                 let (j0, cols) = (j * NR, NR.min(n - j * NR));
@@ -243,7 +256,8 @@ mod blocked {
     pub(super) fn unpack<const NR: usize>(panels: &[[f32; NR]], [k, n]: [usize; 2]) -> Vec<f32> {
         let width = n.div_ceil(NR);
         let mut values = vec![0f32; k * n];
-        for (pc, step) in (0..k).step_by(KC).zip(panels.chunks(KC * width)) {
+        let kc = depth(k);
+        for (pc, step) in (0..k).step_by(kc).zip(panels.chunks(kc * width)) {
             let kc = step.len() / width;
             for (j, panel) in step.chunks(kc).enumerate() {
                 let (j0, cols) = (j * NR, NR.min(n - j * NR));
@@ -265,7 +279,8 @@ mod blocked {
         block: BlockFn<MR, NR>,
     ) {
         let width = n.div_ceil(NR);
-        for (pc, panels) in (0..k).step_by(KC).zip(panels.chunks(KC * width)) {
+        let kc = depth(k);
+        for (pc, panels) in (0..k).step_by(kc).zip(panels.chunks(kc * width)) {
             let (add, bias) = match onto {
                 _ if pc > 0 => (true, None),
                 Onto::Zero => (false, None),
@@ -474,7 +489,7 @@ mod tests {
     use super::*;
     use alloc::vec::Vec;
 
-    /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, two depth
+    /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, three depth
     /// steps, fewer rows than a tile, no depth), row-major and packed right-hand sides, onto zeros
     /// and onto a bias (over a `dst` that holds other values), with and without threads.
     #[test]
@@ -482,7 +497,7 @@ mod tests {
         let detected = super::super::isa::cpu_kernels().detected;
         let levels = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512];
         let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0;
-        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 600], [97, 130, 70], [3, 5, 0]] {
+        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 1700], [97, 130, 70], [3, 5, 0]] {
             let lhs: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let rhs: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
             let start: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();

@@ -412,8 +412,8 @@ mod tests {
     /// and without) against f64, down to where each clamps.
     #[test]
     fn exp_and_exp2_are_within_two_ulp_of_f64_on_the_softmax_range() {
-        let cases: [(fn(f32) -> f32, fn(f64) -> f64, usize); 4] = [
-            (exp::<true>, f64::exp, 870_000),
+        let cases = [
+            (exp::<true> as fn(f32) -> f32, f64::exp as fn(f64) -> f64, 870_000),
             (exp::<false>, f64::exp, 870_000),
             (exp2::<true>, f64::exp2, 1_255_000),
             (exp2::<false>, f64::exp2, 1_255_000),
