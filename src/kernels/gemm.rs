@@ -206,7 +206,7 @@ mod blocked {
     /// 256 for the DiT's 768-deep products) outweighs a panel (48 KiB) that spills from L1 into
     /// L2. On Zen 3, 2 threads, a scratch copy of the kernel, best of 25 runs: 1024 × 2304 × 768
     /// 131 → 141 GFLOP/s, 1024 × 768 × 768 129 → 145; deeper products were fastest in 512-deep
-    /// steps (2048-deep: 147 against 133–143 in steps of 683 or 768).
+    /// steps (2048-deep: 147 against 130–143 in steps of 683 or 768).
     const ONE_STEP: usize = 768;
     /// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
     const MC: usize = 48;
