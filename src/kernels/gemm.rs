@@ -4,8 +4,8 @@
 //! `gemm` crate always takes the widest the CPU has).
 //!
 //! The blocked GEMM is the classic one (Goto; BLIS): steps of `KC` rows of the right-hand side
-//! (or all of them, up to 768) are packed into panels of `NR` columns — once, at load, for a layer's weight ([`PackedRhs`]) —,
-//! blocks of `MC` rows of the left-hand side into panels of `MR` rows, and a register-tiled kernel
+//! (or all of them, up to 768) are packed into panels of `NR` columns — once, at load, for a
+//! layer's weight ([`PackedRhs`]) —, blocks of `MC` rows of the left-hand side into panels of `MR` rows, and a register-tiled kernel
 //! adds one `MR × NR` tile of the product per pair of panels. Blocks of rows run on the rayon pool.
 
 use super::isa::CpuLevel;
@@ -165,7 +165,7 @@ pub(super) fn matmul(
     }
 }
 
-/// `dst` (rows of `n`) as the product's start: zeros, itself, or the bias in every row.
+/// `dst` (rows of `n`) as the product's start: zeros, or the bias in every row.
 fn fill_start(dst: &mut [f32], n: usize, onto: Onto<'_>) {
     match onto {
         Onto::Zero => dst.fill(0.0),
@@ -234,8 +234,8 @@ mod blocked {
         bias: Option<&'a [f32]>,
     }
 
-    /// Row-major `values` (`k × n`) as [`depth`]-deep steps of `NR`-column panels, zero beyond column
-    /// `n`, in the order [`blocked`] reads them.
+    /// Row-major `values` (`k × n`) as [`depth`]-deep steps of `NR`-column panels, zero beyond
+    /// column `n`, in the order [`blocked`] reads them.
     pub(super) fn pack<const NR: usize>(values: &[f32], [k, n]: [usize; 2]) -> Vec<[f32; NR]> {
         let width = n.div_ceil(NR);
         let mut panels = vec![[0f32; NR]; k * width];

@@ -200,7 +200,7 @@ fn product<const D: usize>(x: &Tensor<D>, rhs: gemm::Rhs<'_>, b: Option<&Tensor<
 }
 
 /// `len` zeros, written on the rayon pool: a kernel's output buffer (`vec![0.0; len]` zeroes a
-/// reused heap block on one thread, 2 % of a DiT profile).
+/// reused heap block on one thread; the zeroing is 2 % of a DiT profile).
 fn zeros(len: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(len);
     values.spare_capacity_mut()[..len].par_chunks_mut(1 << 14).for_each(|chunk| chunk.fill(MaybeUninit::new(0.0)));
@@ -360,8 +360,8 @@ const ROUND: f32 = 12_582_912.0;
 
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
 /// |r| ≤ ln2/2, eʳ by its degree-6 Taylor polynomial (truncation error < 1.2e-7), times 2ⁿ built
-/// from the exponent bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 in a softmax sum);
-/// NaN stays NaN (a NaN score must make a NaN row, which the caller then detects).
+/// from the exponent bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 beside 1); NaN stays
+/// NaN (a NaN activation must stay detectable).
 #[inline(always)]
 fn exp<const F: bool>(x: f32) -> f32 {
     /// 1/k! for k = 6 down to 0.
@@ -376,7 +376,8 @@ fn exp<const F: bool>(x: f32) -> f32 {
 
 /// `2ˣ` for x ≤ 0 to about 2 ulp, as [`exp`] without its change of base (the softmax folds
 /// log₂e into its scale): x = n + r with |r| ≤ ½ exactly, 2ʳ = e^(r·ln2) by the same degree-6
-/// Taylor polynomial. Arguments below −126 give 2⁻¹²⁶·2ʳ; NaN stays NaN.
+/// Taylor polynomial. Arguments below −126 give 2⁻¹²⁶·2ʳ; NaN stays NaN (a NaN score must make
+/// a NaN row, which the caller then detects).
 #[inline(always)]
 fn exp2<const F: bool>(x: f32) -> f32 {
     /// (ln 2)ᵏ/k! for k = 6 down to 0.
