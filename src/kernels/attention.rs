@@ -7,7 +7,7 @@
 
 use super::gemm::{self, StripFn};
 use super::isa::{self, CpuLevel};
-use super::{applies, exp2, fma, norm_rope_row, zeros};
+use super::{applies, exp2, fma, norm_rope_row, prefetch_line, zeros};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -137,6 +137,9 @@ fn attend<const MR: usize, const NR: usize>(
     out
 }
 
+/// Tokens ahead of the one being packed whose values [`pack`] asks the cache for.
+const PACK_AHEAD: usize = 4;
+
 /// The head whose values start at column `col` of the sequence's `tokens` (`n` rows of `3·D`).
 fn pack<const MR: usize, const NR: usize>(
     Shape { n, heads, hd, .. }: Shape,
@@ -152,13 +155,19 @@ fn pack<const MR: usize, const NR: usize>(
     };
     let (mut rotated_q, mut rotated_k) = (vec![0f32; hd], vec![0f32; hd]);
     for (t, token) in tokens.chunks_exact(3 * d).enumerate() {
+        // The head's values of a later token (rows `3·D` apart, often further than a page).
+        if let Some(ahead) = tokens.get((t + PACK_AHEAD) * 3 * d..(t + PACK_AHEAD + 1) * 3 * d) {
+            for part in 0..3 {
+                let values = &ahead[part * d + col..][..hd];
+                (0..hd).step_by(16).for_each(|i| prefetch_line(&values[i]));
+                prefetch_line(&values[hd - 1]);
+            }
+        }
         let (mut q, mut k) = (&token[col..][..hd], &token[d + col..][..hd]);
         if let Some(r) = rotation {
             let (cos, sin) = (&r.cos[t * hd..][..hd], &r.sin[t * hd..][..hd]);
-            rotated_q.copy_from_slice(q);
-            rotated_k.copy_from_slice(k);
-            norm_rope_row(&mut rotated_q, norm_parts(&r.q_norm), cos, sin);
-            norm_rope_row(&mut rotated_k, norm_parts(&r.k_norm), cos, sin);
+            norm_rope_row(&mut rotated_q, q, norm_parts(&r.q_norm), cos, sin);
+            norm_rope_row(&mut rotated_k, k, norm_parts(&r.k_norm), cos, sin);
             (q, k) = (&rotated_q, &rotated_k);
         }
         // Row `t` of each panel: by iterators and lanes below `NR` or `MR`, without a division

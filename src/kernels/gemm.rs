@@ -287,18 +287,35 @@ mod blocked {
                 Onto::Bias(bias) => (false, Some(bias)),
             };
             let step = Block { panels, n, kc: panels.len() / width, pc, k, add, bias };
-            let (dst, lhs) = (&mut dst[..m * n], &lhs[..m * k]);
+            let (mut dst, mut lhs) = (&mut dst[..m * n], &lhs[..m * k]);
+            let mut blocks = Vec::new();
+            for rows in block_rows::<MR>(m, if threads { rayon::current_num_threads() } else { 1 }) {
+                let (block_dst, rest) = core::mem::take(&mut dst).split_at_mut(rows * n);
+                let (block_lhs, rest_lhs) = lhs.split_at(rows * k);
+                blocks.push((block_dst, block_lhs));
+                (dst, lhs) = (rest, rest_lhs);
+            }
             if threads {
-                let step = &step;
-                let blocks = dst.par_chunks_mut(MC * n).zip(lhs.par_chunks(MC * k));
-                blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(step, dst, lhs, buf));
+                let blocks = blocks.into_par_iter();
+                blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, lhs, buf));
             } else {
                 let mut buf = Vec::new();
-                for (dst, lhs) in dst.chunks_mut(MC * n).zip(lhs.chunks(MC * k)) {
+                for (dst, lhs) in blocks {
                     block(&step, dst, lhs, &mut buf);
                 }
             }
         }
+    }
+
+    /// The rows of each block of an `m`-row product: whole `MR`-row panels (but the last), at
+    /// most `MC` rows, and as many blocks as a multiple of `threads`, as even as whole panels
+    /// allow. Rayon hands each thread a half of the blocks, then a half of that; even halves
+    /// end together (blocks of `MC` had split 1024 rows 528 / 496 over 2 threads).
+    pub(super) fn block_rows<const MR: usize>(m: usize, threads: usize) -> impl Iterator<Item = usize> {
+        let panels = m.div_ceil(MR);
+        let blocks = panels.div_ceil(MC / MR).next_multiple_of(threads.max(1)).min(panels);
+        let start = move |b: usize| (b * panels / blocks * MR).min(m);
+        (0..blocks).map(move |b| start(b + 1) - start(b))
     }
 
     pub(super) fn block_avx2(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
@@ -435,15 +452,10 @@ fn tile<const MR: usize, const NR: usize, const F: bool>(lhs: &[[f32; MR]], rhs:
     // The tile's rows of `dst` (often in L3 or memory: rows of a large output) start coming in
     // now, while the products are summed, instead of stalling the stores at the end (+20 % GEMM
     // throughput measured on Zen 3).
-    #[cfg(target_arch = "x86_64")]
     for i in 0..rows {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let row = dst.as_ptr().wrapping_add(i * ld);
-        // SAFETY: SSE is part of x86-64's baseline, and a prefetch never faults or writes.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(row.cast());
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(cols.saturating_sub(1)).cast());
-        }
+        super::prefetch_line(row);
+        super::prefetch_line(row.wrapping_add(cols.saturating_sub(1)));
     }
     let mut acc = [[0f32; NR]; MR];
     for (a, b) in lhs.iter().zip(rhs) {
@@ -488,6 +500,25 @@ fn tile<const MR: usize, const NR: usize, const F: bool>(lhs: &[[f32; MR]], rhs:
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+
+    /// Row blocks cover the rows in whole panels of at most `MC` rows, as many as a multiple of
+    /// the threads, and halve into halves a panel apart at most.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn row_blocks_share_rows_evenly() {
+        for (m, threads) in [(1, 2), (5, 2), (7, 2), (97, 2), (1024, 2), (1025, 4), (4096, 3), (1024, 1)] {
+            let rows: Vec<usize> = blocked::block_rows::<6>(m, threads).collect();
+            assert_eq!(rows.iter().sum::<usize>(), m, "{m} rows");
+            assert!(rows.iter().all(|&r| r > 0 && r <= 48), "{m}: {rows:?}");
+            assert!(rows[..rows.len() - 1].iter().all(|r| r % 6 == 0), "{m}: {rows:?}");
+            assert!(rows.len().is_multiple_of(threads) || rows.len() == m.div_ceil(6), "{m}: {rows:?}");
+            let half: usize = rows[..rows.len() / 2].iter().sum();
+            if rows.len().is_multiple_of(2) {
+                // Blocks of 48 had split 1024 rows 528 / 496.
+                assert!((2 * half).abs_diff(m) <= 12, "{m}: {half} of them in the first half");
+            }
+        }
+    }
 
     /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, three depth
     /// steps, fewer rows than a tile, no depth), row-major and packed right-hand sides, onto zeros

@@ -57,10 +57,22 @@ impl Block {
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.try_into().expect("six chunks");
         let rotation = QkRotation { q_norm: self.q_norm.as_ref(), k_norm: self.k_norm.as_ref(), rope };
         let h = self.attn.forward(norm_modulate(&self.norm1, x.clone(), shift_msa, scale_msa), Some(rotation));
-        let x = x + gate_msa * h;
+        let x = gated_residual(x, gate_msa, h);
         let h = self.mlp.forward(norm_modulate(&self.norm2, x.clone(), shift_mlp, scale_mlp));
-        x + gate_mlp * h
+        gated_residual(x, gate_mlp, h)
     }
+}
+
+/// `x + gate·h`; one pass on the rayon pool on the CPU.
+#[cfg(all(feature = "flex", feature = "std"))]
+fn gated_residual(x: Tensor<3>, gate: Tensor<3>, h: Tensor<3>) -> Tensor<3> {
+    crate::kernels::gated_residual(x, gate, h)
+}
+
+/// `x + gate·h`.
+#[cfg(not(all(feature = "flex", feature = "std")))]
+fn gated_residual(x: Tensor<3>, gate: Tensor<3>, h: Tensor<3>) -> Tensor<3> {
+    x + gate * h
 }
 
 /// `modulate(norm(x), shift, scale)`; one fused pass on the CPU.
