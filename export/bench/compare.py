@@ -1,14 +1,15 @@
 """ldmae vs onnxruntime vs OpenVINO vs PyTorch on the same weights and inputs, one run, one table.
 
-    python3 export/bench/compare.py --fixtures fixtures-full --threads 2 --repeat 5 [--ldmae-cpu avx2]
+    python3 export/bench/compare.py --fixtures fixtures-full --threads 2 --repeat 5 [--rounds 3] [--ldmae-cpu avx2]
 
 Needs the full-size fixtures and ONNX exports of scripts/test.sh (random weights at the
 official sizes), `pip install openvino` (optional: its column is left out without it) and
 `cargo build --release --example timings`. Every engine uses the same thread count
 (torch.set_num_threads, ORT intra-op threads, OpenVINO's INFERENCE_NUM_THREADS with the latency
-hint and f32 precision, RAYON_NUM_THREADS for ldmae) and is timed as the median of --repeat runs
-after one warm-up; ldmae runs in its own process per model, whose peak resident memory is
-reported (`/usr/bin/time -f %M`). `--ldmae-cpu` sets LDMAE_CPU for ldmae (an AVX-512 host then
+hint and f32 precision, RAYON_NUM_THREADS for ldmae) and is timed as the median of all its runs:
+--repeat after one warm-up in each of --rounds turns, the engines' order rotating from turn to
+turn (a burst of load on a shared host then falls on each engine alike). ldmae runs in its own
+process per model and turn, whose peak resident memory is reported (`/usr/bin/time -f %M`). `--ldmae-cpu` sets LDMAE_CPU for ldmae (an AVX-512 host then
 measures the AVX2 path); the table names the host's ISA and the kernels ldmae ran. The fraction
 of the hardware limit divides the model's FLOPs (spec §1.6, §2.3) by the median time and by the
 f32 GEMM throughput measured here (the better of torch.matmul and ldmae's own, 2048²). Start-up:
@@ -41,14 +42,18 @@ import ldmae_ref as ref  # noqa: E402
 GFLOPS = {"vmae_encode": 20.6, "vmae_decode": 20.7, "dit_b1": 212.7, "dit_b2": 2 * 212.7}
 
 
-def median_ms(fn, repeat):
+def times_ms(fn, repeat):
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return times
+
+
+def median_ms(fn, repeat):
+    return float(np.median(times_ms(fn, repeat)))
 
 
 def gemm_gflops(threads, n=2048, repeat=5):
@@ -128,6 +133,9 @@ def main():
     ap.add_argument("--fixtures", default=os.environ.get("LDMAE_FULL_FIXTURES", "fixtures-full"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every engine this many times per model, in turn (the order rotating), and take "
+                         "the median of all runs: a burst of load on a shared host then falls on every engine")
     ap.add_argument("--timings", default="target/release/examples/timings")
     ap.add_argument("--models", default="vmae_encode,vmae_decode,dit_b1,dit_b2")
     ap.add_argument("--ldmae-cpu", help="LDMAE_CPU for ldmae: baseline, avx2 or avx512 (default: the widest)")
@@ -178,21 +186,35 @@ def main():
     rows = []
     for model in args.models.split(","):
         torch_fn, ort_fn, ov_fn = cases[model]
-        with torch.inference_mode():
-            torch_ms = median_ms(torch_fn, args.repeat)
-        ort_ms = median_ms(ort_fn, args.repeat)
-        ov_ms = median_ms(ov_fn, args.repeat) if ov_fn else float("nan")
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", args.timings, fx, tmp, model, str(args.repeat)],
-                             capture_output=True, text=True, env=env, check=True)
-        ours_ms = float(np.median(json.loads(out.stdout.strip().splitlines()[-1])["times_ms"]))
-        rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
+        rss = []
+
+        def ours():
+            out = subprocess.run(["/usr/bin/time", "-f", "%M", args.timings, fx, tmp, model, str(args.repeat)],
+                                 capture_output=True, text=True, env=env, check=True)
+            rss.append(int(out.stderr.strip().splitlines()[-1]) / 1024)
+            return json.loads(out.stdout.strip().splitlines()[-1])["times_ms"]
+
+        def torch_times():
+            with torch.inference_mode():
+                return times_ms(torch_fn, args.repeat)
+
+        engines = [("torch", torch_times), ("ort", lambda: times_ms(ort_fn, args.repeat)), ("ldmae", ours)]
+        if ov_fn:
+            engines.append(("ov", lambda: times_ms(ov_fn, args.repeat)))
+        times = {name: [] for name, _ in engines}
+        for r in range(args.rounds):
+            for name, run in engines[r % len(engines):] + engines[:r % len(engines)]:
+                times[name] += run()
+        med = {name: float(np.median(ts)) for name, ts in times.items()}
+        torch_ms, ort_ms, ours_ms, ov_ms = med["torch"], med["ort"], med["ldmae"], med.get("ov", float("nan"))
+        rss_mb = max(rss)
         frac = GFLOPS[model] / (ours_ms * 1e-3) / gemm
         best = np.nanmin([ort_ms, ov_ms])
         rows.append((model, ours_ms, ort_ms, ov_ms, torch_ms, ours_ms / ort_ms, ours_ms / ov_ms, ours_ms / best, frac, rss_mb))
 
     print(f"\nhost ISA: {host_isa()}; ldmae: {gemm_run['kernels']}")
     print(f"{t} threads, f32 GEMM 2048²: torch.matmul {torch_gemm:.1f}, ldmae {ldmae_gemm:.1f} "
-          f"GFLOP/s, the larger is the reference; median of {args.repeat} runs\n")
+          f"GFLOP/s, the larger is the reference; median of {args.repeat} runs × {args.rounds} rounds\n")
     print("| model | ldmae ms | onnxruntime ms | OpenVINO ms | PyTorch ms | ldmae/ORT | ldmae/OpenVINO | ldmae/best peer "
           "| ldmae FLOP/s ÷ GEMM | ldmae peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -296,7 +296,7 @@ mod blocked {
                 (dst, lhs) = (rest, rest_lhs);
             }
             if threads {
-                let blocks = blocks.into_par_iter();
+                let blocks = blocks.into_par_iter().with_max_len(1);
                 blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, lhs, buf));
             } else {
                 let mut buf = Vec::new();
@@ -309,8 +309,9 @@ mod blocked {
 
     /// The rows of each block of an `m`-row product: whole `MR`-row panels (but the last), at
     /// most `MC` rows, and as many blocks as a multiple of `threads`, as even as whole panels
-    /// allow. Rayon hands each thread a half of the blocks, then a half of that; even halves
-    /// end together (blocks of `MC` had split 1024 rows 528 / 496 over 2 threads).
+    /// allow, so that the threads' shares end together (blocks of `MC` had split 1024 rows 528 /
+    /// 496 over 2 threads). Each block is its own rayon job: a thread that runs out takes one
+    /// block from another, not a run of them.
     pub(super) fn block_rows<const MR: usize>(m: usize, threads: usize) -> impl Iterator<Item = usize> {
         let panels = m.div_ceil(MR);
         let blocks = panels.div_ceil(MC / MR).next_multiple_of(threads.max(1)).min(panels);
