@@ -9,8 +9,9 @@ official sizes), `pip install openvino` (optional: its column is left out withou
 hint and f32 precision, RAYON_NUM_THREADS for ldmae) and is timed as the median of all its runs:
 --repeat after one warm-up in each of --rounds turns, the engines' order rotating from turn to
 turn (a burst of load on a shared host then falls on each engine alike). ldmae runs in its own
-process per model and turn, whose peak resident memory is reported (`/usr/bin/time -f %M`). `--ldmae-cpu` sets LDMAE_CPU for ldmae (an AVX-512 host then
-measures the AVX2 path); the table names the host's ISA and the kernels ldmae ran. The fraction
+process per model and turn, whose peak resident memory is reported (`/usr/bin/time -f %M`).
+`--ldmae-cpu` sets LDMAE_CPU for ldmae (an AVX-512 host then measures the AVX2 path); the table
+names the host's ISA and the kernels ldmae ran. The fraction
 of the hardware limit divides the model's FLOPs (spec §1.6, §2.3) by the median time and by the
 f32 GEMM throughput measured here (the better of torch.matmul and ldmae's own, 2048²). Start-up:
 the wall time of a fresh process from exec to exit that loads the embedded models and makes its

@@ -160,7 +160,9 @@ fn pack<const MR: usize, const NR: usize>(
             for part in 0..3 {
                 let values = &ahead[part * d + col..][..hd];
                 (0..hd).step_by(16).for_each(|i| prefetch_line(&values[i]));
-                prefetch_line(&values[hd - 1]);
+                if let Some(last) = values.last() {
+                    prefetch_line(last);
+                }
             }
         }
         let (mut q, mut k) = (&token[col..][..hd], &token[d + col..][..hd]);

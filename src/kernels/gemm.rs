@@ -5,8 +5,9 @@
 //!
 //! The blocked GEMM is the classic one (Goto; BLIS): steps of `KC` rows of the right-hand side
 //! (or all of them, up to 768) are packed into panels of `NR` columns — once, at load, for a
-//! layer's weight ([`PackedRhs`]) —, blocks of `MC` rows of the left-hand side into panels of `MR` rows, and a register-tiled kernel
-//! adds one `MR × NR` tile of the product per pair of panels. Blocks of rows run on the rayon pool.
+//! layer's weight ([`PackedRhs`]) —, blocks of `MC` rows of the left-hand side into panels of
+//! `MR` rows, and a register-tiled kernel adds one `MR × NR` tile of the product per pair of
+//! panels. Blocks of rows run on the rayon pool.
 
 use super::isa::CpuLevel;
 use alloc::vec::Vec;
@@ -278,8 +279,16 @@ mod blocked {
         threads: bool,
         block: BlockFn<MR, NR>,
     ) {
-        let width = n.div_ceil(NR);
-        let kc = depth(k);
+        // The row blocks of `dst` and `lhs`, the same for every depth step.
+        let (mut dst, mut lhs) = (&mut dst[..m * n], &lhs[..m * k]);
+        let mut blocks = Vec::new();
+        for rows in block_rows::<MR>(m, if threads { rayon::current_num_threads() } else { 1 }) {
+            let (block_dst, rest) = core::mem::take(&mut dst).split_at_mut(rows * n);
+            let (block_lhs, rest_lhs) = lhs.split_at(rows * k);
+            blocks.push((block_dst, block_lhs));
+            (dst, lhs) = (rest, rest_lhs);
+        }
+        let (width, kc) = (n.div_ceil(NR), depth(k));
         for (pc, panels) in (0..k).step_by(kc).zip(panels.chunks(kc * width)) {
             let (add, bias) = match onto {
                 _ if pc > 0 => (true, None),
@@ -287,20 +296,12 @@ mod blocked {
                 Onto::Bias(bias) => (false, Some(bias)),
             };
             let step = Block { panels, n, kc: panels.len() / width, pc, k, add, bias };
-            let (mut dst, mut lhs) = (&mut dst[..m * n], &lhs[..m * k]);
-            let mut blocks = Vec::new();
-            for rows in block_rows::<MR>(m, if threads { rayon::current_num_threads() } else { 1 }) {
-                let (block_dst, rest) = core::mem::take(&mut dst).split_at_mut(rows * n);
-                let (block_lhs, rest_lhs) = lhs.split_at(rows * k);
-                blocks.push((block_dst, block_lhs));
-                (dst, lhs) = (rest, rest_lhs);
-            }
             if threads {
-                let blocks = blocks.into_par_iter().with_max_len(1);
+                let blocks = blocks.par_iter_mut().with_max_len(1);
                 blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, lhs, buf));
             } else {
                 let mut buf = Vec::new();
-                for (dst, lhs) in blocks {
+                for (dst, lhs) in &mut blocks {
                     block(&step, dst, lhs, &mut buf);
                 }
             }
