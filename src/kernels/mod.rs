@@ -422,7 +422,7 @@ fn exp<const F: bool>(x: f32) -> f32 {
 fn exp_sum<const F: bool>(a: f32, b: f32) -> f32 {
     /// eʳ on |r| ≤ ln2/2, highest degree first: fitted for the least largest relative error
     /// (9.3e-8 before f32 rounding).
-    const POLY: [f32; 6] = [8.290_120_4e-3, 4.189_818_7e-2, 0.166_676_4, 0.499_991_48, 0.999_999_7, 1.0];
+    const POLY: [f32; 6] = [8.290_12e-3, 4.189_818_7e-2, 0.166_676_4, 0.499_991_48, 0.999_999_7, 1.0];
     let (a, b) = if a + b < -87.0 { (-87.0, -0.0) } else { (a, b) };
     let t = fma::<F>(a + b, core::f32::consts::LOG2_E, ROUND);
     let n = t - ROUND;
@@ -440,6 +440,8 @@ fn exp_sum<const F: bool>(a: f32, b: f32) -> f32 {
 #[inline(always)]
 fn exp2<const F: bool>(x: f32) -> f32 {
     /// 2ʳ on |r| ≤ ½, highest degree first, fitted as in [`exp_sum`] (9.2e-8 before rounding).
+    /// The linear term is the fit's, 3 ulp below ln 2 (ln 2 there: 2.9e-7 worst error).
+    #[allow(clippy::approx_constant)]
     const POLY: [f32; 6] = [1.326_455_4e-3, 9.671_465_5e-3, 5.550_734e-2, 0.240_222_42, 0.693_147, 1.0];
     let x = if x < -126.0 { -126.0 } else { x };
     let t = x + ROUND;
