@@ -407,8 +407,8 @@ const ROUND: f32 = 12_582_912.0;
 /// `eˣ` for x ≤ 0 to about 2 ulp, branch-free so that it vectorises: x = n·ln2 + r with
 /// |r| ≤ ln2/2, eʳ by a degree-5 polynomial (1.6e-7 relative in all, 1.8e-7 without FMA; the
 /// degree-6 Taylor polynomial before it: 2.2e-7 and 2.5e-7), times 2ⁿ built from the exponent
-/// bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 beside 1); NaN stays
-/// NaN (a NaN activation must stay detectable).
+/// bits. Arguments below −87 give 2⁻¹²⁶·eʳ (as good as 0 beside 1); NaN stays NaN (a NaN
+/// activation must stay detectable).
 #[inline(always)]
 fn exp<const F: bool>(x: f32) -> f32 {
     // Adding −0 is exact and compiled away (adding +0 is not: −0 + 0 = +0).
