@@ -197,6 +197,7 @@ mod blocked {
     use super::{Onto, Out, tile};
     use alloc::vec;
     use alloc::vec::Vec;
+    use core::ops::Range;
     use rayon::prelude::*;
 
     /// Depth of a step of a deep product (more than [`ONE_STEP`] rows of `rhs`): an `NR`-column
@@ -211,15 +212,21 @@ mod blocked {
     const ONE_STEP: usize = 768;
     /// Rows of a packed left-hand block (96 KiB at `KC`, in L2); one block is one task for a thread.
     const MC: usize = 48;
+    /// Columns of `rhs` that every row block goes through before the next ones, where `rhs` is
+    /// wider: a chunk of a 768-deep step (1.2 MB) stays in L3 while all row blocks use it, where a
+    /// whole wide weight (7–13 MB for the DiT's) came from memory again for every row block.
+    const NC: usize = 384;
 
     /// The depth of each step (the last may be shorter) of a `k`-deep product.
     fn depth(k: usize) -> usize {
         if k <= ONE_STEP { k.max(1) } else { KC }
     }
 
-    /// One `MC`-row block of the product for one depth step of `rhs` (see [`Block`]).
+    /// One `MC`-row block of the product for one depth step of `rhs` and a range of its panels
+    /// (see [`Block`]): the block's `lhs` packed into the buffer first when given, else the
+    /// buffer as packed before.
     pub(super) type BlockFn<const MR: usize, const NR: usize> =
-        fn(&Block<'_, NR>, &mut [f32], &[f32], &mut Vec<[f32; MR]>);
+        fn(&Block<'_, NR>, &mut [f32], Option<&[f32]>, &mut Vec<[f32; MR]>, Range<usize>);
 
     /// What every row block of one depth step shares: the packed `rhs` panels and the sizes.
     pub(super) struct Block<'a, const NR: usize> {
@@ -289,6 +296,7 @@ mod blocked {
             (dst, lhs) = (rest, rest_lhs);
         }
         let (width, kc) = (n.div_ceil(NR), depth(k));
+        let mut bufs = Vec::new();
         for (pc, panels) in (0..k).step_by(kc).zip(panels.chunks(kc * width)) {
             let (add, bias) = match onto {
                 _ if pc > 0 => (true, None),
@@ -296,13 +304,32 @@ mod blocked {
                 Onto::Bias(bias) => (false, Some(bias)),
             };
             let step = Block { panels, n, kc: panels.len() / width, pc, k, add, bias };
-            if threads {
-                let blocks = blocks.par_iter_mut().with_max_len(1);
-                blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, lhs, buf));
-            } else {
-                let mut buf = Vec::new();
-                for (dst, lhs) in &mut blocks {
-                    block(&step, dst, lhs, &mut buf);
+            let chunk = NC / NR;
+            if width <= chunk {
+                // One chunk: each thread packs its blocks in turn into one buffer (in its L2).
+                if threads {
+                    let blocks = blocks.par_iter_mut().with_max_len(1);
+                    blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, Some(lhs), buf, 0..width));
+                } else {
+                    let mut buf = Vec::new();
+                    for (dst, lhs) in &mut blocks {
+                        block(&step, dst, Some(lhs), &mut buf, 0..width);
+                    }
+                }
+                continue;
+            }
+            // Chunk after chunk of `rhs`, all row blocks at once; each block packs its `lhs`
+            // with the first chunk and keeps it for the others.
+            bufs.resize_with(blocks.len(), Vec::new);
+            for start in (0..width).step_by(chunk) {
+                let (cols, first) = (start..width.min(start + chunk), start == 0);
+                let each = |((dst, lhs), buf): (&mut (&mut [f32], &[f32]), &mut Vec<[f32; MR]>)| {
+                    block(&step, dst, first.then_some(*lhs), buf, cols.clone())
+                };
+                if threads {
+                    blocks.par_iter_mut().zip(&mut bufs).with_max_len(1).for_each(each);
+                } else {
+                    blocks.iter_mut().zip(&mut bufs).for_each(each);
                 }
             }
         }
@@ -320,42 +347,64 @@ mod blocked {
         (0..blocks).map(move |b| start(b + 1) - start(b))
     }
 
-    pub(super) fn block_avx2(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
+    pub(super) fn block_avx2(
+        step: &Block<'_, 16>,
+        dst: &mut [f32],
+        lhs: Option<&[f32]>,
+        buf: &mut Vec<[f32; 6]>,
+        panels: Range<usize>,
+    ) {
         #[target_feature(enable = "avx2,fma")]
-        fn compiled(step: &Block<'_, 16>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 6]>) {
-            row_block::<6, 16, true>(step, dst, lhs, buf)
+        fn compiled(
+            step: &Block<'_, 16>,
+            dst: &mut [f32],
+            lhs: Option<&[f32]>,
+            buf: &mut Vec<[f32; 6]>,
+            panels: Range<usize>,
+        ) {
+            row_block::<6, 16, true>(step, dst, lhs, buf, panels)
         }
         assert!(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"));
         // SAFETY: the CPU has the features the function is compiled for (asserted).
-        unsafe { compiled(step, dst, lhs, buf) }
+        unsafe { compiled(step, dst, lhs, buf, panels) }
     }
 
-    pub(super) fn block_baseline(step: &Block<'_, 8>, dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; 4]>) {
-        row_block::<4, 8, false>(step, dst, lhs, buf)
+    pub(super) fn block_baseline(
+        step: &Block<'_, 8>,
+        dst: &mut [f32],
+        lhs: Option<&[f32]>,
+        buf: &mut Vec<[f32; 4]>,
+        panels: Range<usize>,
+    ) {
+        row_block::<4, 8, false>(step, dst, lhs, buf, panels)
     }
 
-    /// One block of rows of `dst` (row-major, `step.n` columns) and of `lhs` (`step.k` columns):
-    /// packs the block's slice of `lhs` into `buf`, then adds every tile.
+    /// One block of rows of `dst` (row-major, `step.n` columns) for some of `rhs`'s panels: packs
+    /// the block's slice of `lhs` (`step.k` columns) into `buf` when given, then adds the tiles.
     #[inline(always)]
     fn row_block<const MR: usize, const NR: usize, const F: bool>(
         step: &Block<'_, NR>,
         dst: &mut [f32],
-        lhs: &[f32],
+        lhs: Option<&[f32]>,
         buf: &mut Vec<[f32; MR]>,
+        panels: Range<usize>,
     ) {
         let (n, kc) = (step.n, step.kc);
-        let mc = lhs.len() / step.k;
-        buf.clear();
-        buf.resize(kc * mc.div_ceil(MR), [0.0; MR]);
-        for (i, panel) in buf.chunks_exact_mut(kc).enumerate() {
-            let rows = MR.min(mc - i * MR);
-            for (r, row) in lhs[i * MR * step.k..].chunks(step.k).take(rows).enumerate() {
-                for (p, &v) in row[step.pc..][..kc].iter().enumerate() {
-                    panel[p][r] = v;
+        let mc = dst.len() / n;
+        if let Some(lhs) = lhs {
+            buf.clear();
+            buf.resize(kc * mc.div_ceil(MR), [0.0; MR]);
+            for (i, panel) in buf.chunks_exact_mut(kc).enumerate() {
+                let rows = MR.min(mc - i * MR);
+                for (r, row) in lhs[i * MR * step.k..].chunks(step.k).take(rows).enumerate() {
+                    for (p, &v) in row[step.pc..][..kc].iter().enumerate() {
+                        panel[p][r] = v;
+                    }
                 }
             }
         }
-        for (j, rhs) in step.panels.chunks_exact(kc).enumerate() {
+        for j in panels {
+            let rhs = &step.panels[j * kc..][..kc];
             let cols = NR.min(n - j * NR);
             let bias = step.bias.map(|bias| &bias[j * NR..][..cols]);
             for (i, lhs) in buf.chunks_exact(kc).enumerate() {
@@ -523,14 +572,17 @@ mod tests {
     }
 
     /// Every level this CPU runs, against a product in f64: ragged sizes (edge tiles, three depth
-    /// steps, fewer rows than a tile, no depth), row-major and packed right-hand sides, onto zeros
+    /// steps, fewer rows than a tile, no depth, column chunks with a ragged last one, chunks over
+    /// three depth steps), row-major and packed right-hand sides, onto zeros
     /// and onto a bias (over a `dst` that holds other values), with and without threads.
     #[test]
     fn matches_f64_at_every_level() {
         let detected = super::super::isa::cpu_kernels().detected;
         let levels = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512];
         let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 4001) as f32 / 1000.25 - 2.0;
-        for &[m, n, k] in &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 1700], [97, 130, 70], [3, 5, 0]] {
+        for &[m, n, k] in
+            &[[1, 1, 1], [2, 300, 40], [7, 19, 5], [50, 33, 1700], [97, 130, 70], [3, 5, 0], [13, 790, 1100]]
+        {
             let lhs: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
             let rhs: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
             let start: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
