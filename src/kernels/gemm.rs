@@ -7,7 +7,8 @@
 //! (or all of them, up to 768) are packed into panels of `NR` columns — once, at load, for a
 //! layer's weight ([`PackedRhs`]) —, blocks of `MC` rows of the left-hand side into panels of
 //! `MR` rows, and a register-tiled kernel adds one `MR × NR` tile of the product per pair of
-//! panels. Blocks of rows run on the rayon pool.
+//! panels. Blocks of rows run on the rayon pool; a wide right-hand side in chunks of columns, all
+//! blocks through one chunk before the next.
 
 use super::isa::CpuLevel;
 use alloc::vec::Vec;
@@ -323,13 +324,14 @@ mod blocked {
             bufs.resize_with(blocks.len(), Vec::new);
             for start in (0..width).step_by(chunk) {
                 let (cols, first) = (start..width.min(start + chunk), start == 0);
-                let each = |((dst, lhs), buf): (&mut (&mut [f32], &[f32]), &mut Vec<[f32; MR]>)| {
-                    block(&step, dst, first.then_some(*lhs), buf, cols.clone())
+                let each = |dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; MR]>| {
+                    block(&step, dst, first.then_some(lhs), buf, cols.clone())
                 };
                 if threads {
-                    blocks.par_iter_mut().zip(&mut bufs).with_max_len(1).for_each(each);
+                    let blocks = blocks.par_iter_mut().zip(&mut bufs).with_max_len(1);
+                    blocks.for_each(|((dst, lhs), buf)| each(dst, lhs, buf));
                 } else {
-                    blocks.iter_mut().zip(&mut bufs).for_each(each);
+                    blocks.iter_mut().zip(&mut bufs).for_each(|((dst, lhs), buf)| each(dst, lhs, buf));
                 }
             }
         }
