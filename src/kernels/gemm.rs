@@ -108,7 +108,10 @@ pub(super) enum Onto<'a> {
 }
 
 /// `lhs · rhs` added to what `onto` says, for row-major `dst` (m × n) and `lhs` (m × k); on the
-/// rayon pool when `threads`. A row-major `rhs` is packed first where the GEMM is this crate's.
+/// rayon pool when `threads`. Where the GEMM is this crate's, a row-major `rhs` is packed chunk by
+/// chunk as the product goes (into one buffer: a whole packed copy cost 4–5 ms of a 2048² product's
+/// ~100 on Zen 3, in a fresh 16 MB allocation and a pass through memory).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(super) fn matmul(
     dst: &mut [f32],
     lhs: &[f32],
@@ -131,10 +134,19 @@ pub(super) fn matmul(
         Rhs::Packed(packed) => return packed.matmul(dst, lhs, m, onto, threads),
         Rhs::RowMajor(values, _) => values,
     };
-    if let Some(packed) = PackedRhs::new(values, [k, n], level) {
-        return packed.matmul(dst, lhs, m, onto, threads);
-    }
     assert!(values.len() >= k * n, "matmul extents");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use blocked::{Source::RowMajor, block_avx2, block_baseline, blocked};
+        let mnk = [m, n, k];
+        match level {
+            CpuLevel::Avx2 => return blocked::<6, 16>(dst, lhs, RowMajor(values), mnk, onto, threads, block_avx2),
+            CpuLevel::Baseline => {
+                return blocked::<4, 8>(dst, lhs, RowMajor(values), mnk, onto, threads, block_baseline);
+            }
+            CpuLevel::Avx512 => {}
+        }
+    }
     // The `gemm` crate adds to `dst` at most: a bias goes in first.
     let accumulate = matches!(onto, Onto::Bias(_));
     if accumulate {
@@ -182,11 +194,13 @@ impl PackedRhs {
         match self.panels {
             #[cfg(target_arch = "x86_64")]
             Panels::Avx2(ref panels) => {
-                blocked::blocked::<6, 16>(dst, lhs, panels, mnk, onto, threads, blocked::block_avx2)
+                let source = blocked::Source::Packed(panels);
+                blocked::blocked::<6, 16>(dst, lhs, source, mnk, onto, threads, blocked::block_avx2)
             }
             #[cfg(target_arch = "x86_64")]
             Panels::Baseline(ref panels) => {
-                blocked::blocked::<4, 8>(dst, lhs, panels, mnk, onto, threads, blocked::block_baseline)
+                let source = blocked::Source::Packed(panels);
+                blocked::blocked::<4, 8>(dst, lhs, source, mnk, onto, threads, blocked::block_baseline)
             }
         }
     }
@@ -231,7 +245,9 @@ mod blocked {
 
     /// What every row block of one depth step shares: the packed `rhs` panels and the sizes.
     pub(super) struct Block<'a, const NR: usize> {
+        /// Panels of `rhs` from panel `first` on.
         panels: &'a [[f32; NR]],
+        first: usize,
         /// Columns (`n`), the step's depth and offset into `lhs`'s rows, and `lhs`'s row length.
         n: usize,
         kc: usize,
@@ -251,14 +267,29 @@ mod blocked {
         let kc = depth(k);
         for (pc, step) in (0..k).step_by(kc).zip(panels.chunks_mut(kc * width)) {
             let kc = step.len() / width;
-            step.par_chunks_mut(kc).enumerate().for_each(|(j, panel)| {
-                let (j0, cols) = (j * NR, NR.min(n - j * NR));
-                for (p, row) in panel.iter_mut().enumerate() {
-                    row[..cols].copy_from_slice(&values[(pc + p) * n + j0..][..cols]);
-                }
-            });
+            step.par_chunks_mut(kc).enumerate().for_each(|(j, panel)| fill_panel(panel, values, n, pc, j));
         }
         panels
+    }
+
+    /// Panel `j` of the depth step from row `pc` of row-major `values` (`n` columns), zero beyond
+    /// column `n`.
+    fn fill_panel<const NR: usize>(panel: &mut [[f32; NR]], values: &[f32], n: usize, pc: usize, j: usize) {
+        let (j0, cols) = (j * NR, NR.min(n - j * NR));
+        for (p, row) in panel.iter_mut().enumerate() {
+            row[..cols].copy_from_slice(&values[(pc + p) * n + j0..][..cols]);
+            row[cols..].fill(0.0);
+        }
+    }
+
+    /// The right-hand side as [`blocked`] reads it.
+    #[derive(Clone, Copy)]
+    pub(super) enum Source<'a, const NR: usize> {
+        /// Packed before ([`pack`]).
+        Packed(&'a [[f32; NR]]),
+        /// Row-major `k × n` values, packed as they are needed: one depth step's chunk of columns
+        /// at a time, into one buffer.
+        RowMajor(&'a [f32]),
     }
 
     /// The row-major values of [`pack`]'s panels.
@@ -281,7 +312,7 @@ mod blocked {
     pub(super) fn blocked<const MR: usize, const NR: usize>(
         dst: &mut [f32],
         lhs: &[f32],
-        panels: &[[f32; NR]],
+        source: Source<'_, NR>,
         [m, n, k]: [usize; 3],
         onto: Onto<'_>,
         threads: bool,
@@ -296,36 +327,54 @@ mod blocked {
             blocks.push((block_dst, block_lhs));
             (dst, lhs) = (rest, rest_lhs);
         }
-        let (width, kc) = (n.div_ceil(NR), depth(k));
-        let mut bufs = Vec::new();
-        for (pc, panels) in (0..k).step_by(kc).zip(panels.chunks(kc * width)) {
+        let (width, depth) = (n.div_ceil(NR), depth(k));
+        let chunk = NC / NR;
+        let (mut bufs, mut packed) = (Vec::new(), Vec::new());
+        for pc in (0..k).step_by(depth) {
+            let kc = depth.min(k - pc);
             let (add, bias) = match onto {
                 _ if pc > 0 => (true, None),
                 Onto::Zero => (false, None),
                 Onto::Bias(bias) => (false, Some(bias)),
             };
-            let step = Block { panels, n, kc: panels.len() / width, pc, k, add, bias };
-            let chunk = NC / NR;
-            if width <= chunk {
-                // One chunk: each thread packs its blocks in turn into one buffer (in its L2).
-                if threads {
-                    let blocks = blocks.par_iter_mut().with_max_len(1);
-                    blocks.for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, Some(lhs), buf, 0..width));
-                } else {
-                    let mut buf = Vec::new();
-                    for (dst, lhs) in &mut blocks {
-                        block(&step, dst, Some(lhs), &mut buf, 0..width);
-                    }
-                }
-                continue;
-            }
-            // Chunk after chunk of `rhs`, all row blocks at once; each block packs its `lhs`
-            // with the first chunk and keeps it for the others.
-            bufs.resize_with(blocks.len(), Vec::new);
             for start in (0..width).step_by(chunk) {
-                let (cols, first) = (start..width.min(start + chunk), start == 0);
+                let cols = start..width.min(start + chunk);
+                let (panels, first) = match source {
+                    Source::Packed(panels) => (&panels[pc * width..][..kc * width], 0),
+                    Source::RowMajor(values) => {
+                        let len = kc * cols.len();
+                        if packed.len() < len {
+                            packed.resize(len, [0.0; NR]);
+                        }
+                        let fill = |(i, panel)| fill_panel(panel, values, n, pc, start + i);
+                        if threads {
+                            packed[..len].par_chunks_mut(kc).enumerate().for_each(fill);
+                        } else {
+                            packed[..len].chunks_mut(kc).enumerate().for_each(fill);
+                        }
+                        (&packed[..len], start)
+                    }
+                };
+                let step = Block { panels, first, n, kc, pc, k, add, bias };
+                if width <= chunk {
+                    // One chunk: each thread packs its blocks in turn into one buffer (in its L2).
+                    if threads {
+                        let blocks = blocks.par_iter_mut().with_max_len(1);
+                        blocks
+                            .for_each_init(Vec::new, |buf, (dst, lhs)| block(&step, dst, Some(lhs), buf, cols.clone()));
+                    } else {
+                        let mut buf = Vec::new();
+                        for (dst, lhs) in &mut blocks {
+                            block(&step, dst, Some(lhs), &mut buf, cols.clone());
+                        }
+                    }
+                    continue;
+                }
+                // Chunk after chunk of `rhs`, all row blocks at once; each block packs its `lhs`
+                // with the first chunk and keeps it for the others.
+                bufs.resize_with(blocks.len(), Vec::new);
                 let each = |dst: &mut [f32], lhs: &[f32], buf: &mut Vec<[f32; MR]>| {
-                    block(&step, dst, first.then_some(lhs), buf, cols.clone())
+                    block(&step, dst, (start == 0).then_some(lhs), buf, cols.clone())
                 };
                 if threads {
                     let blocks = blocks.par_iter_mut().zip(&mut bufs).with_max_len(1);
@@ -406,7 +455,7 @@ mod blocked {
             }
         }
         for j in panels {
-            let rhs = &step.panels[j * kc..][..kc];
+            let rhs = &step.panels[(j - step.first) * kc..][..kc];
             let cols = NR.min(n - j * NR);
             let bias = step.bias.map(|bias| &bias[j * NR..][..cols]);
             for (i, lhs) in buf.chunks_exact(kc).enumerate() {
