@@ -243,7 +243,8 @@ mod blocked {
     pub(super) type BlockFn<const MR: usize, const NR: usize> =
         fn(&Block<'_, NR>, &mut [f32], Option<&[f32]>, &mut Vec<[f32; MR]>, Range<usize>);
 
-    /// What every row block of one depth step shares: the packed `rhs` panels and the sizes.
+    /// What every row block of one depth step's chunk of columns shares: the packed `rhs` panels
+    /// and the sizes.
     pub(super) struct Block<'a, const NR: usize> {
         /// Panels of `rhs` from panel `first` on.
         panels: &'a [[f32; NR]],
